@@ -1,0 +1,56 @@
+"""One flat error hierarchy for the domain.
+
+The web layer (``twin.problems``) maps each class to an HTTP status and an RFC 9457
+problem document; the CLI prints the message. The messages are written for the
+person who made the request, so they name the layer, field or row at fault and
+never carry SQL or file-system internals.
+"""
+
+from __future__ import annotations
+
+
+class TwinError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    title = "Twin error"
+
+    def __init__(self, detail: str, **context: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = {k: v for k, v in context.items() if v is not None}
+
+
+class NotFoundError(TwinError):
+    """A layer, feature or version does not exist."""
+
+    title = "Not found"
+
+
+class InvalidInputError(TwinError):
+    """The request or file is malformed: a bad value, field, geometry or CRS."""
+
+    title = "Invalid input"
+
+
+class ConflictError(TwinError):
+    """The request contradicts the current state, e.g. a layer id already taken."""
+
+    title = "Conflict"
+
+
+class PreconditionFailedError(TwinError):
+    """An optimistic-locking check failed: the feature changed since it was read."""
+
+    title = "Precondition failed"
+
+
+class ForbiddenError(TwinError):
+    """The principal may not do this."""
+
+    title = "Forbidden"
+
+
+class UnavailableError(TwinError):
+    """A collaborator the request needs (the database) does not answer."""
+
+    title = "Service unavailable"

@@ -1,0 +1,200 @@
+"""Import a GIS file into a layer, as one transaction.
+
+The file is read in Arrow batches, reprojected to EPSG:4326 with pyproj,
+checked against the layer (geometry type and validity, field types, required
+values, allowed choices) and streamed into the store inside a single
+transaction. The first bad feature stops the import with a message naming it,
+and the store is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import shapely
+from pyproj import CRS, Transformer
+
+from layers.errors import InvalidInputError, NotFoundError
+from layers.io.sources import ReadOptions, SourceInfo, inspect_source, read_batches
+from layers.model import FieldDefinition, LayerDefinition, LayerKind, identifier_from
+from layers.store import LayerStore, LoadMode
+from layers.validation import RowBatch, validate_columns, validate_geometries
+
+_WGS84 = CRS.from_epsg(4326)
+#: How far (degrees) a feature may lie outside its CRS's area of use before we call the CRS wrong.
+_AREA_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    layer_id: str
+    created: bool
+    inserted: int
+    archived: int
+    source_crs: str
+    seconds: float
+
+
+def crs_name(crs: CRS) -> str:
+    authority = crs.to_authority()
+    return f"{authority[0]}:{authority[1]}" if authority else crs.to_string()
+
+
+def column_names(info: SourceInfo) -> dict[str, str]:
+    """Source column → field name: ASCII identifiers, unique, readable ("Tên đường" → "ten_duong")."""
+    names: dict[str, str] = {}
+    for source in info.fields:
+        name = base = identifier_from(source)
+        n = 2
+        while name in names.values():
+            name, n = f"{base}_{n}", n + 1
+        names[source] = name
+    return names
+
+
+def definition_from_source(
+    info: SourceInfo, layer_id: str, *, title: str | None = None, kind: LayerKind = LayerKind.GENERIC
+) -> LayerDefinition:
+    """A layer definition that fits the file, for importing into a new layer."""
+    fields = [
+        FieldDefinition(name=name, type=info.fields[source], title=source if source != name else None)
+        for source, name in column_names(info).items()
+    ]
+    return LayerDefinition(
+        id=layer_id,
+        title=title or info.layer_name,
+        kind=kind,
+        geometry_type=info.geometry_type,
+        fields=fields,
+        source_crs=crs_name(info.crs),
+    )
+
+
+def import_file(
+    store: LayerStore,
+    path: Path,
+    layer_id: str,
+    *,
+    options: ReadOptions = ReadOptions(),
+    mode: LoadMode = LoadMode.APPEND,
+    create: bool = True,
+    title: str | None = None,
+    kind: LayerKind = LayerKind.GENERIC,
+    repair: bool = False,
+    definition: LayerDefinition | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_inspected: Callable[[SourceInfo], None] | None = None,
+) -> ImportReport:
+    """Import ``path`` into layer ``layer_id``.
+
+    A new layer is defined by ``definition`` or, without one, from the file's
+    own columns. With a ``definition`` and an existing layer that differs,
+    ``replace`` mode redefines the layer (see ``LayerStore.load``).
+    """
+    started = time.perf_counter()
+    info = inspect_source(path, options)
+    if on_inspected is not None:
+        on_inspected(info)
+    new_definition = definition
+    inferred = False
+    if definition is None:
+        try:
+            definition = store.get_layer(layer_id)
+        except NotFoundError:
+            if not create:
+                raise
+            definition = new_definition = definition_from_source(info, layer_id, title=title, kind=kind)
+            inferred = True
+    mapping = _map_columns(info, definition)
+    batches = _row_batches(info, options, definition, mapping, repair=repair, typed=inferred)
+    result = store.load(layer_id, batches, mode=mode, definition=new_definition, progress=progress)
+    return ImportReport(
+        layer_id=layer_id,
+        created=result.created,
+        inserted=result.inserted,
+        archived=result.archived,
+        source_crs=crs_name(info.crs),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _map_columns(info: SourceInfo, definition: LayerDefinition) -> dict[str, str]:
+    mapping = column_names(info)
+    unknown = [source for source, name in mapping.items() if definition.field(name) is None]
+    if unknown:
+        known = ", ".join(f.name for f in definition.fields) or "none"
+        raise InvalidInputError(
+            f"{info.path.name}: column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+            f"{'are' if len(unknown) > 1 else 'is'} not a field of layer '{definition.id}' (its fields: {known}); "
+            "add the field to the layer first",
+            layer=definition.id,
+        )
+    return mapping
+
+
+def _row_batches(
+    info: SourceInfo,
+    options: ReadOptions,
+    definition: LayerDefinition,
+    mapping: dict[str, str],
+    *,
+    repair: bool,
+    typed: bool,
+) -> Iterator[RowBatch]:
+    reproject = _reprojector(info)
+    first_row = 1
+    for batch in read_batches(info.path, options, typed=typed):
+        wkb = batch.column("wkb_geometry").to_numpy(zero_copy_only=False)
+        geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+        geoms = reproject(geoms, first_row)
+        columns: dict[str, pa.Array] = {
+            mapping[name]: batch.column(name) for name in batch.schema.names if name in mapping
+        }
+        try:
+            geoms = validate_geometries(definition, geoms, first_row=first_row, repair=repair)
+            values = validate_columns(definition, columns, first_row=first_row)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{info.path.name}: {exc.detail}", **exc.context) from exc
+        yield RowBatch(geoms, values, first_row)
+        first_row += batch.num_rows
+
+
+def _reprojector(info: SourceInfo) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Reproject to lon/lat, and refuse features far outside where the source CRS is used."""
+    if info.crs.equals(_WGS84, ignore_axis_order=True):
+        return lambda geoms, _first_row: geoms
+    transformer = Transformer.from_crs(info.crs, _WGS84, always_xy=True)
+    area = info.crs.area_of_use
+
+    def transform(coords: np.ndarray) -> np.ndarray:
+        lon, lat = transformer.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([lon, lat])
+
+    def reproject(geoms: np.ndarray, first_row: int) -> np.ndarray:
+        present = ~shapely.is_missing(geoms)
+        out = geoms.copy()
+        out[present] = shapely.transform(geoms[present], transform)
+        if area is not None:
+            bounds = shapely.bounds(out)
+            outside = present & ~(
+                (bounds[:, 0] >= area.west - _AREA_SLACK)
+                & (bounds[:, 2] <= area.east + _AREA_SLACK)
+                & (bounds[:, 1] >= area.south - _AREA_SLACK)
+                & (bounds[:, 3] <= area.north + _AREA_SLACK)
+            )
+            if outside.any():
+                i = int(np.argmax(outside))
+                raise InvalidInputError(
+                    f"{info.path.name}: feature {first_row + i} lands at ({bounds[i, 0]:.5g}, {bounds[i, 1]:.5g}) "
+                    f"in lon/lat, outside where {crs_name(info.crs)} is used ({area.name}); "
+                    "is the source CRS right?",
+                    row=first_row + i,
+                )
+        return out
+
+    return reproject

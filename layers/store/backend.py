@@ -1,0 +1,133 @@
+"""What differs between SpatiaLite and PostGIS, behind one interface.
+
+The store (``layers.store.store``) writes every query once with SQLAlchemy
+Core; it asks its backend only for the few expressions and operations where
+the two databases truly differ: how to use the spatial index, how to measure
+metres, how to load many rows fast, and how to create the tables.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from layers.features import BBox, Near
+from layers.geodesy import search_window
+from layers.store.tables import CATALOG_TABLES, SRID, LayerTables
+
+
+#: Execution option marking a connection that will write (SQLite begins it IMMEDIATE).
+WRITE_OPTION = "twin_write"
+
+
+class SpatialBackend(ABC):
+    """One database family. Subclasses hold no state beyond their engine options."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def create_engine(self, url: str) -> Engine:
+        """An engine whose connections are ready for spatial SQL."""
+
+    def initialize(self, conn: Connection) -> None:
+        """Create what the store needs once per database: extensions and the catalog."""
+        for table in CATALOG_TABLES:
+            table.create(conn, checkfirst=True)
+
+    # --- expressions ---------------------------------------------------------
+
+    def geom_from_wkb(self, wkb: Any) -> ColumnElement[Any]:
+        return sa.func.ST_GeomFromWKB(wkb, SRID)
+
+    def geom_as_wkb(self, geom: ColumnElement[Any]) -> ColumnElement[bytes]:
+        return sa.func.ST_AsBinary(geom, type_=sa.LargeBinary)
+
+    @abstractmethod
+    def encode_geometries(self, geoms: np.ndarray) -> Sequence[Any]:
+        """Geometries in the form ``bulk_insert`` sends them to this database."""
+
+    @abstractmethod
+    def box_prefilter(self, table: sa.Table, box: tuple[float, float, float, float]) -> ColumnElement[bool]:
+        """True for rows whose geometry's bounding box meets ``box``; uses the spatial index."""
+
+    @abstractmethod
+    def envelope(self, box: tuple[float, float, float, float]) -> ColumnElement[Any]:
+        """A polygon geometry for a (w, s, e, n) box in EPSG:4326."""
+
+    @abstractmethod
+    def point(self, lon: float, lat: float) -> ColumnElement[Any]:
+        """A point geometry in EPSG:4326."""
+
+    @abstractmethod
+    def distance_metres(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[float]:
+        """Ellipsoidal distance in metres from the geometry to ``near``'s point."""
+
+    @abstractmethod
+    def exact_within(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[bool]:
+        """Exact test: ellipsoidal distance to ``near``'s point is at most ``near.metres``."""
+
+    def intersects_bbox(self, table: sa.Table, bbox: BBox) -> ColumnElement[bool]:
+        parts = [
+            sa.and_(self.box_prefilter(table, box), sa.func.ST_Intersects(table.c.geom, self.envelope(box)))
+            for box in bbox.parts()
+        ]
+        return parts[0] if len(parts) == 1 else sa.or_(*parts)
+
+    def within_distance(self, table: sa.Table, near: Near) -> ColumnElement[bool]:
+        window = search_window(near.lon, near.lat, near.metres)
+        boxes = [self.box_prefilter(table, box) for box in window.parts()]
+        prefilter = boxes[0] if len(boxes) == 1 else sa.or_(*boxes)
+        return sa.and_(prefilter, self.exact_within(table.c.geom, near))
+
+    def contains_point(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[bool]:
+        box = (lon, lat, lon, lat)
+        return sa.and_(self.box_prefilter(table, box), sa.func.ST_Intersects(table.c.geom, self.point(lon, lat)))
+
+    @abstractmethod
+    def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
+        """An index-assisted ORDER BY for planar nearest neighbours, if the backend has one."""
+
+    # --- operations ----------------------------------------------------------
+
+    @abstractmethod
+    def create_tables(self, conn: Connection, tables: LayerTables) -> None:
+        """Create the layer's current and history tables with their spatial indexes."""
+
+    @abstractmethod
+    def drop_tables(self, conn: Connection, tables: LayerTables) -> None:
+        """Drop both tables and everything the database keeps about their geometry."""
+
+    @abstractmethod
+    def bulk_insert(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> int:
+        """Append rows (geometry first, as WKB) inside the caller's transaction; return the count."""
+
+    def begin_bulk_load(self, conn: Connection, tables: LayerTables) -> None:  # noqa: B027
+        """Called before a bulk load into an empty table: may drop the spatial index."""
+
+    def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:  # noqa: B027
+        """Called after the bulk load: rebuilds what ``begin_bulk_load`` dropped."""
+
+    def alter_add_column(self, conn: Connection, table: sa.Table, column: sa.Column[Any]) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        ddl_type = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {ddl_type}")
+
+    def alter_rename_column(self, conn: Connection, table: sa.Table, old: str, new: str) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} RENAME COLUMN {quote(old)} TO {quote(new)}")
+
+    def alter_drop_column(self, conn: Connection, table: sa.Table, name: str) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} DROP COLUMN {quote(name)}")
+
+    def analyze(self, conn: Connection, table: sa.Table) -> None:
+        """Refresh planner statistics after a bulk change."""
+        conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")

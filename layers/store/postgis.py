@@ -1,0 +1,114 @@
+"""Production: PostgreSQL with PostGIS.
+
+Distances are measured on the geography type (the WGS84 spheroid), after the
+geometry's GiST index has cut the candidates to a conservative lon/lat window.
+Bulk loads use ``COPY`` and, into an empty table, build the spatial index once
+at the end. JIT is off for the whole session: Twin's queries are short, and
+PostgreSQL's JIT spends more time compiling them than running them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import shapely
+import sqlalchemy as sa
+from geoalchemy2 import Geography
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from layers.errors import UnavailableError
+from layers.features import Near
+from layers.store.backend import SpatialBackend
+from layers.store.tables import SRID, LayerTables
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept the usual ``postgresql://`` and ``postgres://`` forms; use psycopg 3."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class PostGISBackend(SpatialBackend):
+    name = "postgis"
+
+    def create_engine(self, url: str) -> Engine:
+        return sa.create_engine(
+            sqlalchemy_url(url),
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args={"options": "-c jit=off -c timezone=UTC", "connect_timeout": 10},
+        )
+
+    def initialize(self, conn: Connection) -> None:
+        has_postgis = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").first()
+        if not has_postgis:
+            try:
+                with conn.begin_nested():
+                    conn.exec_driver_sql("CREATE EXTENSION postgis")
+            except sa.exc.DBAPIError as exc:
+                raise UnavailableError(
+                    "the database has no PostGIS extension and this role cannot create it; "
+                    "run CREATE EXTENSION postgis as a superuser"
+                ) from exc
+        super().initialize(conn)
+
+    def encode_geometries(self, geoms: np.ndarray) -> Sequence[Any]:
+        """Hex EWKB: COPY's text format for a geometry column, SRID included."""
+        return list(shapely.to_wkb(shapely.set_srid(geoms, SRID), hex=True, include_srid=True, output_dimension=2))
+
+    def box_prefilter(self, table: sa.Table, box: tuple[float, float, float, float]) -> ColumnElement[bool]:
+        return table.c.geom.op("&&")(self.envelope(box))
+
+    def envelope(self, box: tuple[float, float, float, float]) -> ColumnElement[Any]:
+        return sa.func.ST_MakeEnvelope(*box, SRID)
+
+    def point(self, lon: float, lat: float) -> ColumnElement[Any]:
+        return sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), SRID)
+
+    def _geography(self, geom: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.cast(geom, Geography(srid=SRID))
+
+    def distance_metres(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[float]:
+        target = self._geography(self.point(near.lon, near.lat))
+        return sa.func.ST_Distance(self._geography(geom), target, type_=sa.Float)
+
+    def exact_within(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[bool]:
+        target = self._geography(self.point(near.lon, near.lat))
+        return sa.func.ST_DWithin(self._geography(geom), target, near.metres, type_=sa.Boolean)
+
+    def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
+        return table.c.geom.op("<->")(self.point(lon, lat))
+
+    def create_tables(self, conn: Connection, tables: LayerTables) -> None:
+        tables.current.create(conn)
+        tables.history.create(conn)
+
+    def drop_tables(self, conn: Connection, tables: LayerTables) -> None:
+        tables.history.drop(conn)
+        tables.current.drop(conn)
+
+    def bulk_insert(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> int:
+        quote = conn.dialect.identifier_preparer.quote
+        names = ", ".join(quote(c) for c in ["geom", *columns])
+        cursor = conn.connection.driver_connection.cursor()
+        total = 0
+        with cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                total += 1
+        return total
+
+    def begin_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
+        conn.exec_driver_sql(f'DROP INDEX IF EXISTS "idx_{tables.current.name}_geom"')
+
+    def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
+        name = tables.current.name
+        conn.exec_driver_sql(f'CREATE INDEX "idx_{name}_geom" ON "{name}" USING gist (geom)')

@@ -1,0 +1,119 @@
+"""The embedded default: SQLite with SpatiaLite, one file, zero configuration.
+
+The stdlib ``sqlite3`` of this Python cannot load extensions, so the driver is
+``pysqlite3`` (a current SQLite with extension loading). Transactions are
+begun explicitly: ``BEGIN IMMEDIATE`` for writes, so two writers queue on the
+lock instead of failing half-way, and ``BEGIN`` for reads. WAL lets readers
+run while a writer works.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import pysqlite3.dbapi2 as sqlite
+import shapely
+import sqlalchemy as sa
+from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from layers.features import Near
+from layers.store.backend import WRITE_OPTION, SpatialBackend
+from layers.store.tables import SRID, LayerTables
+
+_CHUNK = 5_000
+
+
+class SpatiaLiteBackend(SpatialBackend):
+    name = "spatialite"
+
+    def create_engine(self, url: str) -> Engine:
+        os.environ.setdefault("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
+        engine = sa.create_engine(
+            url, module=sqlite, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8
+        )
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event below owns transactions
+            load_spatialite_driver(dbapi_conn)
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=60000"):
+                dbapi_conn.execute(f"PRAGMA {pragma}")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def initialize(self, conn: Connection) -> None:
+        init_spatialite(conn.connection.driver_connection, transaction=False, init_mode="WGS84")
+        super().initialize(conn)
+
+    def encode_geometries(self, geoms: np.ndarray) -> Sequence[Any]:
+        return list(shapely.to_wkb(geoms, output_dimension=2))
+
+    def box_prefilter(self, table: sa.Table, box: tuple[float, float, float, float]) -> ColumnElement[bool]:
+        west, south, east, north = box
+        rtree = sa.table(
+            f"idx_{table.name}_geom", sa.column("pkid"), sa.column("xmin"), sa.column("xmax"),
+            sa.column("ymin"), sa.column("ymax"),
+        )
+        pk = next(iter(table.primary_key.columns))
+        hits = sa.select(rtree.c.pkid).where(
+            rtree.c.xmin <= east, rtree.c.xmax >= west, rtree.c.ymin <= north, rtree.c.ymax >= south
+        )
+        return pk.in_(hits)
+
+    def envelope(self, box: tuple[float, float, float, float]) -> ColumnElement[Any]:
+        return sa.func.BuildMbr(*box, SRID)
+
+    def point(self, lon: float, lat: float) -> ColumnElement[Any]:
+        return sa.func.MakePoint(lon, lat, SRID)
+
+    def distance_metres(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[float]:
+        return sa.func.ST_Distance(geom, self.point(near.lon, near.lat), 1, type_=sa.Float)
+
+    def exact_within(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[bool]:
+        return sa.func.PtDistWithin(geom, self.point(near.lon, near.lat), near.metres, 1) == 1
+
+    def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
+        return None
+
+    def create_tables(self, conn: Connection, tables: LayerTables) -> None:
+        tables.current.create(conn)
+        tables.history.create(conn)
+
+    def drop_tables(self, conn: Connection, tables: LayerTables) -> None:
+        for table in (tables.history, tables.current):
+            conn.execute(sa.text("SELECT DisableSpatialIndex(:t, 'geom')"), {"t": table.name})
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "idx_{table.name}_geom"')
+            conn.execute(sa.text("SELECT DiscardGeometryColumn(:t, 'geom')"), {"t": table.name})
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table.name}"')
+
+    def bulk_insert(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> int:
+        stmt = sa.insert(table).values(geom=self.geom_from_wkb(sa.bindparam("geom_wkb", type_=sa.LargeBinary)))
+        keys = ["geom_wkb", *columns]
+        total = 0
+        iterator = iter(rows)
+        while chunk := list(islice(iterator, _CHUNK)):
+            conn.execute(stmt, [dict(zip(keys, row, strict=True)) for row in chunk])
+            total += len(chunk)
+        return total
+
+    def begin_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
+        name = tables.current.name
+        conn.execute(sa.text("SELECT DisableSpatialIndex(:t, 'geom')"), {"t": name})
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "idx_{name}_geom"')
+
+    def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
+        conn.execute(sa.text("SELECT CreateSpatialIndex(:t, 'geom')"), {"t": tables.current.name})

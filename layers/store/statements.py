@@ -1,0 +1,191 @@
+"""SELECT statements for a ``FeatureQuery``, written once for both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import shapely
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import ColumnElement
+
+from layers.errors import InvalidInputError
+from layers.features import Condition, Feature, FeatureQuery, Op
+from layers.model import FieldType, LayerDefinition
+from layers.store.backend import SpatialBackend
+from layers.store.tables import LayerTables, UTCDateTime
+from layers.validation import coerce_value
+
+
+#: The end of a current version's interval: typed, so a UNION with history agrees on it.
+NO_END = sa.cast(sa.null(), UTCDateTime())
+
+#: Builds an extra WHERE clause for the current or the history table (same columns).
+TableClause = Callable[[sa.Table], ColumnElement[bool]]
+
+
+def feature_select(
+    backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, extra: Sequence[TableClause] = ()
+) -> sa.Select[Any]:
+    """One statement answering ``query``; as-of queries read current and history tables."""
+    names = _property_names(tables.definition, query.properties)
+    if query.as_of is None:
+        source = tables.current
+        columns = _columns(backend, source, names, query, valid_to=NO_END)
+        stmt = sa.select(*columns).where(*_filters(backend, tables, source, query, extra))
+    else:
+        current = tables.current
+        history = tables.history
+        as_of = sa.literal(query.as_of, UTCDateTime())
+        live = sa.select(*_columns(backend, current, names, query, valid_to=NO_END)).where(
+            current.c._valid_from <= as_of, *_filters(backend, tables, current, query, extra)
+        )
+        past = sa.select(*_columns(backend, history, names, query, valid_to=history.c._valid_to)).where(
+            history.c._valid_from <= as_of,
+            history.c._valid_to > as_of,
+            *_filters(backend, tables, history, query, extra),
+        )
+        union = sa.union_all(live, past).subquery("versions")
+        stmt = sa.select(*union.c)
+    selected = stmt.selected_columns
+    if query.after_id is not None:
+        stmt = stmt.where(selected.fid > query.after_id)
+    if query.order_by_distance:
+        stmt = stmt.order_by(selected.distance_m, selected.fid)
+    else:
+        stmt = stmt.order_by(selected.fid)
+    if query.limit is not None:
+        stmt = stmt.limit(query.limit)
+    return stmt
+
+
+def count_select(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery) -> sa.Select[Any]:
+    inner = feature_select(backend, tables, FeatureQuery(**{**_fields(query), "limit": None, "order_by_distance": False}))
+    return sa.select(sa.func.count()).select_from(inner.order_by(None).subquery())
+
+
+def _fields(query: FeatureQuery) -> dict[str, Any]:
+    return {name: getattr(query, name) for name in query.__slots__}  # type: ignore[attr-defined]
+
+
+def _property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list[str]:
+    declared = [f.name for f in layer.fields]
+    if wanted is None:
+        return declared
+    unknown = [n for n in wanted if n not in declared]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown propert{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))} "
+            f"for layer '{layer.id}'",
+            layer=layer.id,
+        )
+    return [n for n in declared if n in wanted]
+
+
+def _columns(
+    backend: SpatialBackend, table: sa.Table, names: list[str], query: FeatureQuery, valid_to: Any
+) -> list[Any]:
+    distance: Any = sa.cast(sa.null(), sa.Float())
+    if query.near is not None:
+        distance = sa.type_coerce(backend.distance_metres(table.c.geom, query.near), sa.Float())
+    return [
+        table.c.fid,
+        backend.geom_as_wkb(table.c.geom).label("geom_wkb"),
+        *(table.c[n] for n in names),
+        table.c._version,
+        table.c._valid_from,
+        valid_to.label("_valid_to"),
+        distance.label("distance_m"),
+    ]
+
+
+def _filters(
+    backend: SpatialBackend,
+    tables: LayerTables,
+    table: sa.Table,
+    query: FeatureQuery,
+    extra: Sequence[TableClause],
+) -> list[ColumnElement[bool]]:
+    layer = tables.definition
+    filters: list[ColumnElement[bool]] = []
+    if query.bbox is not None:
+        filters.append(backend.intersects_bbox(table, query.bbox))
+    if query.near is not None:
+        filters.append(backend.within_distance(table, query.near))
+    if query.contains is not None:
+        filters.append(backend.contains_point(table, *query.contains))
+    filters.extend(condition_clause(layer, table, c) for c in query.where)
+    if query.time is not None:
+        filters.extend(_time_clauses(layer, table, query.time.start, query.time.end))
+    filters.extend(make(table) for make in extra)
+    return filters
+
+
+def condition_clause(layer: LayerDefinition, table: sa.Table, condition: Condition) -> ColumnElement[bool]:
+    field = layer.field(condition.field)
+    if field is None:
+        raise InvalidInputError(
+            f"layer '{layer.id}' has no field '{condition.field}'", layer=layer.id, field=condition.field
+        )
+    column = table.c[field.name]
+    op = condition.op
+    if op is Op.IS_NULL:
+        return column.is_(None)
+    if op is Op.NOT_NULL:
+        return column.is_not(None)
+    if op is Op.IN:
+        values = condition.value if isinstance(condition.value, list | tuple | set) else [condition.value]
+        return column.in_([coerce_value(field, v) for v in values])
+    if op is Op.LIKE:
+        if field.type is not FieldType.STRING:
+            raise InvalidInputError(f"LIKE needs a text field; '{field.name}' is {field.type.value}", field=field.name)
+        return column.like(str(condition.value))
+    value = coerce_value(field, condition.value)
+    return {
+        Op.EQ: column.__eq__,
+        Op.NE: column.__ne__,
+        Op.LT: column.__lt__,
+        Op.LE: column.__le__,
+        Op.GT: column.__gt__,
+        Op.GE: column.__ge__,
+    }[op](value)
+
+
+def _time_clauses(
+    layer: LayerDefinition, table: sa.Table, start: datetime | None, end: datetime | None
+) -> list[ColumnElement[bool]]:
+    if layer.time_field is None:
+        raise InvalidInputError(f"layer '{layer.id}' has no time field to filter on", layer=layer.id)
+    field = layer.field(layer.time_field)
+    assert field is not None
+    begins = table.c[layer.time_field]
+    ends = sa.func.coalesce(table.c[layer.end_time_field], begins) if layer.end_time_field else begins
+    clauses = []
+    if end is not None:
+        clauses.append(begins <= coerce_value(field, end))
+    if start is not None:
+        clauses.append(ends >= coerce_value(field, start))
+    return clauses
+
+
+def features_from_rows(rows: Sequence[Row[Any]], names: Sequence[str]) -> list[Feature]:
+    """Decode a page of rows; geometries are parsed in one vectorized call."""
+    geometries = shapely.from_wkb([r.geom_wkb for r in rows])
+    return [
+        Feature(
+            id=row.fid,
+            geometry=geom,
+            properties={n: row._mapping[n] for n in names},
+            version=row._version,
+            valid_from=row._valid_from,
+            valid_to=row._valid_to,
+            distance_m=row.distance_m,
+        )
+        for row, geom in zip(rows, geometries, strict=True)
+    ]
+
+
+def selected_names(layer: LayerDefinition, query: FeatureQuery) -> list[str]:
+    return _property_names(layer, query.properties)

@@ -1,0 +1,408 @@
+"""The layer store: one implementation of the store contract over either backend.
+
+Every public method is one transaction. Writes keep history (see
+``layers.store.tables``), so any layer can be read as of a past time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from itertools import repeat
+from typing import Any
+
+import shapely
+import sqlalchemy as sa
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy.engine import Connection, Engine
+
+from layers.errors import ConflictError, NotFoundError, PreconditionFailedError, UnavailableError
+from layers.features import Condition, Feature, FeatureInput, FeatureQuery, Near
+from layers.geodesy import search_window
+from layers.model import LayerDefinition, LayerPatch
+from layers.registry import LayerRegistry
+from layers.store.backend import WRITE_OPTION, SpatialBackend
+from layers.store.statements import NO_END, count_select, feature_select, features_from_rows, selected_names
+from layers.store.tables import LayerTables, UTCDateTime
+from layers.validation import RowBatch, batch_from_features
+
+log = logging.getLogger(__name__)
+
+_NEAREST_START_M = 250.0
+NO_DISTANCE = sa.cast(sa.null(), sa.Float()).label("distance_m")
+
+
+class LoadMode(StrEnum):
+    APPEND = "append"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    layer_id: str
+    inserted: int
+    archived: int
+    created: bool
+
+
+def backend_for(url: str) -> SpatialBackend:
+    """Pick the backend from the URL scheme."""
+    from layers.store.postgis import PostGISBackend
+    from layers.store.spatialite import SpatiaLiteBackend
+
+    if url.startswith("sqlite"):
+        return SpatiaLiteBackend()
+    if url.startswith("postgres"):
+        return PostGISBackend()
+    raise UnavailableError("the database URL must start with sqlite:/// or postgresql://")
+
+
+class LayerStore:
+    """Layers and their features in one database."""
+
+    def __init__(self, engine: Engine, backend: SpatialBackend) -> None:
+        self.engine = engine
+        self.backend = backend
+        self.registry = LayerRegistry(backend)
+
+    @classmethod
+    def open(cls, url: str) -> LayerStore:
+        """Connect, and create the catalog and spatial metadata if the database is new."""
+        backend = backend_for(url)
+        store = cls(backend.create_engine(url), backend)
+        try:
+            with store._write() as conn:
+                backend.initialize(conn)
+        except sa.exc.OperationalError as exc:
+            store.close()
+            raise UnavailableError(f"cannot open the {backend.name} database: {_reason(exc)}") from exc
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+            yield conn
+
+    def ping(self) -> int:
+        """Check the database answers; return the catalog version."""
+        with self._read() as conn:
+            return self.registry.version(conn)
+
+    # --- catalog -------------------------------------------------------------
+
+    def list_layers(self) -> list[LayerDefinition]:
+        with self._read() as conn:
+            return self.registry.definitions(conn)
+
+    def get_layer(self, layer_id: str) -> LayerDefinition:
+        with self._read() as conn:
+            return self.registry.tables(conn, layer_id).definition
+
+    def create_layer(self, layer: LayerDefinition) -> LayerDefinition:
+        with self._write() as conn:
+            return self.registry.create(conn, layer).definition
+
+    def alter_layer(self, layer_id: str, patch: LayerPatch) -> LayerDefinition:
+        with self._write() as conn:
+            return self.registry.alter(conn, layer_id, patch).definition
+
+    def drop_layer(self, layer_id: str) -> None:
+        with self._write() as conn:
+            self.registry.drop(conn, layer_id)
+
+    # --- reads ---------------------------------------------------------------
+
+    def query(self, layer_id: str, query: FeatureQuery = FeatureQuery()) -> list[Feature]:
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            rows = conn.execute(feature_select(self.backend, tables, query)).all()
+            return features_from_rows(rows, selected_names(tables.definition, query))
+
+    def iter_batches(
+        self, layer_id: str, query: FeatureQuery = FeatureQuery(), batch_size: int = 10_000
+    ) -> Iterator[list[Feature]]:
+        """Stream a large result in batches from one statement (one consistent snapshot)."""
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            names = selected_names(tables.definition, query)
+            result = conn.execution_options(yield_per=batch_size).execute(
+                feature_select(self.backend, tables, query)
+            )
+            for rows in result.partitions():
+                yield features_from_rows(rows, names)
+
+    def count(self, layer_id: str, query: FeatureQuery = FeatureQuery()) -> int:
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            return int(conn.execute(count_select(self.backend, tables, query)).scalar_one())
+
+    def get_feature(self, layer_id: str, fid: int, as_of: datetime | None = None) -> Feature:
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            query = FeatureQuery(as_of=as_of)
+            stmt = feature_select(self.backend, tables, query, extra=[lambda t: t.c.fid == fid])
+            rows = conn.execute(stmt).all()
+            if not rows:
+                when = f" as of {as_of.isoformat()}" if as_of else ""
+                raise NotFoundError(f"layer '{layer_id}' has no feature {fid}{when}", layer=layer_id, feature=fid)
+            return features_from_rows(rows, selected_names(tables.definition, query))[0]
+
+    def history(self, layer_id: str, fid: int) -> list[Feature]:
+        """Every version of one feature, oldest first; the last is current unless it was deleted."""
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            names = [f.name for f in tables.definition.fields]
+            h, c = tables.history, tables.current
+            geom = self.backend.geom_as_wkb
+            past = sa.select(h.c.fid, geom(h.c.geom).label("geom_wkb"), *(h.c[n] for n in names),
+                             h.c._version, h.c._valid_from, h.c._valid_to, NO_DISTANCE)
+            live = sa.select(c.c.fid, geom(c.c.geom).label("geom_wkb"), *(c.c[n] for n in names), c.c._version,
+                             c.c._valid_from, NO_END.label("_valid_to"), NO_DISTANCE)
+            union = sa.union_all(past.where(h.c.fid == fid), live.where(c.c.fid == fid)).subquery()
+            rows = conn.execute(sa.select(*union.c).order_by(union.c._version)).all()
+        if not rows:
+            raise NotFoundError(f"layer '{layer_id}' has no feature {fid}", layer=layer_id, feature=fid)
+        return features_from_rows(rows, names)
+
+    def within_distance(
+        self, layer_id: str, lon: float, lat: float, metres: float, where: Sequence[Condition] = (),
+        limit: int | None = None,
+    ) -> list[Feature]:
+        """Features within ``metres`` of a point, nearest first, each with ``distance_m``."""
+        query = FeatureQuery(near=Near(lon, lat, metres), where=where, order_by_distance=True, limit=limit)
+        return self.query(layer_id, query)
+
+    def containing(self, layer_id: str, lon: float, lat: float) -> list[Feature]:
+        """Features whose geometry covers the point: the ward of an address, the parcel under a click."""
+        return self.query(layer_id, FeatureQuery(contains=(lon, lat)))
+
+    def nearest(
+        self, layer_id: str, lon: float, lat: float, k: int, where: Sequence[Condition] = ()
+    ) -> list[Feature]:
+        """The ``k`` features nearest to a point on the ellipsoid, nearest first.
+
+        An index finds ``k`` candidates cheaply (planar KNN, or a growing search
+        window); the largest of their true distances bounds the answer, and one
+        exact distance query within that bound returns the true nearest ``k``.
+        """
+        if k <= 0:
+            return []
+        Near(lon, lat, 0)  # validates the point
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            bound = self._nearest_bound(conn, tables, lon, lat, k, where)
+        if bound is None:
+            return []
+        return self.within_distance(layer_id, lon, lat, bound * (1 + 1e-9) + 1e-6, where=where, limit=k)
+
+    def _nearest_bound(
+        self, conn: Connection, tables: LayerTables, lon: float, lat: float, k: int, where: Sequence[Condition]
+    ) -> float | None:
+        table = tables.current
+        probe = Near(lon, lat, 0)
+        distance = self.backend.distance_metres(table.c.geom, probe)
+        base = feature_select(self.backend, tables, FeatureQuery(where=where)).with_only_columns(table.c.fid)
+        order = self.backend.planar_nearest(table, lon, lat)
+        if order is not None:
+            candidates = base.order_by(None).order_by(order).limit(k).subquery()
+        else:
+            candidates = self._window_candidates(conn, table, base, lon, lat, k, distance)
+        nearest = (
+            sa.select(distance.label("d")).where(table.c.fid.in_(sa.select(candidates.c.fid)))
+            .order_by(sa.literal_column("d")).limit(k).subquery()
+        )
+        return conn.execute(sa.select(sa.func.max(nearest.c.d))).scalar_one_or_none()
+
+    def _window_candidates(
+        self, conn: Connection, table: sa.Table, base: sa.Select[Any], lon: float, lat: float, k: int,
+        distance: sa.ColumnElement[float],
+    ) -> sa.Subquery:
+        """Grow a search window until it holds ``k`` features (for backends with no KNN operator)."""
+        radius = _NEAREST_START_M
+        while radius < 2e7:
+            boxes = [self.backend.box_prefilter(table, b) for b in search_window(lon, lat, radius).parts()]
+            windowed = base.where(sa.or_(*boxes)).order_by(None)
+            found = conn.execute(sa.select(sa.func.count()).select_from(windowed.limit(k).subquery())).scalar_one()
+            if found >= k:
+                return windowed.subquery()
+            radius *= 4
+        return base.order_by(None).subquery()
+
+    # --- writes --------------------------------------------------------------
+
+    def insert_features(self, layer_id: str, features: Sequence[FeatureInput]) -> list[int]:
+        """Insert validated features in one transaction; return their new ids in order."""
+        if not features:
+            return []
+        with self._write() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            batch = batch_from_features(
+                tables.definition, [f.geometry for f in features], [f.properties for f in features]
+            )
+            return self._insert(conn, tables, batch, datetime.now(UTC))
+
+    def _insert(self, conn: Connection, tables: LayerTables, batch: RowBatch, now: datetime) -> list[int]:
+        table = tables.current
+        stmt = (
+            sa.insert(table)
+            .values(geom=self.backend.geom_from_wkb(sa.bindparam("geom_wkb", type_=sa.LargeBinary)))
+            .returning(table.c.fid, sort_by_parameter_order=True)
+        )
+        wkb = shapely.to_wkb(batch.geometries, output_dimension=2)
+        params = [
+            {"geom_wkb": w, "_valid_from": now, **{n: batch.columns[n][i] for n in batch.columns}}
+            for i, w in enumerate(wkb)
+        ]
+        return list(conn.execute(stmt, params).scalars())
+
+    def update_feature(
+        self,
+        layer_id: str,
+        fid: int,
+        *,
+        geometry: BaseGeometry | None = None,
+        properties: Mapping[str, Any] | None = None,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Feature:
+        """Change one feature; the old version moves to history.
+
+        ``replace`` sets every property (missing ones become null); otherwise
+        the given properties are merged into the current ones. With
+        ``expected_version``, a feature changed since it was read is refused.
+        """
+        with self._write() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            old = self._locked_feature(conn, tables, layer_id, fid, expected_version)
+            merged = dict(properties or {}) if replace else {**old.properties, **(properties or {})}
+            batch = batch_from_features(tables.definition, [geometry or old.geometry], [merged])
+            now = _after(old.valid_from)
+            self._archive(conn, tables, tables.current.c.fid == fid, now)
+            table = tables.current
+            conn.execute(
+                sa.update(table)
+                .where(table.c.fid == fid)
+                .values(
+                    geom=self.backend.geom_from_wkb(shapely.to_wkb(batch.geometries[0], output_dimension=2)),
+                    _version=table.c._version + 1,
+                    _valid_from=now,
+                    **{n: v[0] for n, v in batch.columns.items()},
+                )
+            )
+            values = {n: v[0] for n, v in batch.columns.items()}
+            return Feature(fid, batch.geometries[0], values, old.version + 1, now)
+
+    def delete_feature(self, layer_id: str, fid: int, expected_version: int | None = None) -> None:
+        """Delete one feature; its last version stays readable in history."""
+        with self._write() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            old = self._locked_feature(conn, tables, layer_id, fid, expected_version)
+            self._archive(conn, tables, tables.current.c.fid == fid, _after(old.valid_from))
+            conn.execute(sa.delete(tables.current).where(tables.current.c.fid == fid))
+
+    def _locked_feature(
+        self, conn: Connection, tables: LayerTables, layer_id: str, fid: int, expected_version: int | None
+    ) -> Feature:
+        stmt = feature_select(self.backend, tables, FeatureQuery(), extra=[lambda t: t.c.fid == fid])
+        rows = conn.execute(stmt.with_for_update(of=tables.current)).all()
+        if not rows:
+            raise NotFoundError(f"layer '{layer_id}' has no feature {fid}", layer=layer_id, feature=fid)
+        feature = features_from_rows(rows, [f.name for f in tables.definition.fields])[0]
+        if expected_version is not None and feature.version != expected_version:
+            raise PreconditionFailedError(
+                f"feature {fid} of layer '{layer_id}' is at version {feature.version}, not {expected_version}: "
+                "it changed since it was read",
+                layer=layer_id,
+                feature=fid,
+            )
+        return feature
+
+    def _archive(self, conn: Connection, tables: LayerTables, where: sa.ColumnElement[bool], now: datetime) -> int:
+        """Copy the matching current rows to history, closing their interval at ``now``."""
+        c, h = tables.current, tables.history
+        names = ["fid", "geom", *tables.field_names, "_version", "_valid_from"]
+        source = sa.select(*(c.c[n] for n in names), sa.literal(now, UTCDateTime()).label("_valid_to")).where(where)
+        return conn.execute(sa.insert(h).from_select([*names, "_valid_to"], source)).rowcount
+
+    # --- bulk load -----------------------------------------------------------
+
+    def load(
+        self,
+        layer_id: str,
+        batches: Iterable[RowBatch],
+        *,
+        mode: LoadMode = LoadMode.APPEND,
+        definition: LayerDefinition | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> LoadResult:
+        """Load many features as one transaction: all of them land, or none.
+
+        With a ``definition``, a missing layer is created in the same
+        transaction; an existing layer must have that definition, unless the
+        mode is ``replace``, which then redefines it (and drops its history).
+        ``batches`` is consumed inside the transaction, so a validation error
+        in its last row still leaves the store exactly as it was.
+        """
+        with self._write() as conn:
+            tables, created = self._load_target(conn, layer_id, mode, definition)
+            now = datetime.now(UTC)
+            archived = 0
+            if mode is LoadMode.REPLACE and not created:
+                archived = self._archive(conn, tables, sa.true(), now)
+                conn.execute(sa.delete(tables.current))
+            empty = conn.execute(sa.select(tables.current.c.fid).limit(1)).first() is None
+            if empty:
+                self.backend.begin_bulk_load(conn, tables)
+            inserted = 0
+            columns = [*tables.field_names, "_valid_from"]
+            for batch in batches:
+                geoms = self.backend.encode_geometries(batch.geometries)
+                values = [batch.columns[n] for n in tables.field_names]
+                inserted += self.backend.bulk_insert(
+                    conn, tables.current, columns, zip(geoms, *values, repeat(now, len(geoms)), strict=True)
+                )
+                if progress is not None:
+                    progress(len(batch))
+            if empty:
+                self.backend.end_bulk_load(conn, tables)
+            self.backend.analyze(conn, tables.current)
+        log.info("loaded %d features into %s (%d archived)", inserted, layer_id, archived)
+        return LoadResult(layer_id, inserted, archived, created)
+
+    def _load_target(
+        self, conn: Connection, layer_id: str, mode: LoadMode, definition: LayerDefinition | None
+    ) -> tuple[LayerTables, bool]:
+        existing = {d.id: d for d in self.registry.definitions(conn)}.get(layer_id)
+        if definition is None or existing == definition:
+            return self.registry.tables(conn, layer_id), False
+        if existing is None:
+            return self.registry.create(conn, definition), True
+        if mode is not LoadMode.REPLACE:
+            raise ConflictError(
+                f"layer '{layer_id}' exists with a different definition; load in replace mode to redefine it",
+                layer=layer_id,
+            )
+        self.registry.drop(conn, layer_id)
+        return self.registry.create(conn, definition), True
+
+
+def _after(previous: datetime) -> datetime:
+    """Now, but strictly after ``previous``, so no version has an empty interval."""
+    now = datetime.now(UTC)
+    return now if now > previous else previous + timedelta(microseconds=1)
+
+
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"

@@ -1,0 +1,1 @@
+"""Spatial rules, streaming evaluation and alerts. Empty until the scenarios issue lands."""

@@ -1,0 +1,1 @@
+"""Vector and raster tiles. Empty until the tiles issue lands; see the README's roadmap."""

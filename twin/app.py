@@ -1,0 +1,80 @@
+"""The application factory: ``create_app(settings)`` wires the store into the routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+
+from layers.errors import TwinError, UnavailableError
+from layers.store import LayerStore
+from twin import __version__
+from twin.admin import admin_router, get_store
+from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
+from twin.settings import TwinSettings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Twin serves every dataset of a provincial operations centre — administrative
+areas, address points, land parcels, infrastructure, cameras, sensors, vessels
+and citizen reports — as spatial layers.
+
+Twin phục vụ mọi lớp dữ liệu không gian của Trung tâm giám sát, điều hành thông minh.
+"""
+
+
+def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastAPI:
+    """Build the app. The store is opened at startup unless one is given (tests share one)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = store is None
+        if owned:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            app.state.store = await run_in_threadpool(LayerStore.open, settings.store_url)
+        log.info("Twin %s serving %s store", __version__, settings.backend_label)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.store.close()
+
+    app = FastAPI(
+        title="Twin",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={500: PROBLEM_SCHEMA},  # type: ignore[dict-item]
+    )
+    app.state.settings = settings
+    if store is not None:
+        app.state.store = store
+    install_problem_handlers(app)
+    app.include_router(admin_router())
+    _add_health(app)
+    return app
+
+
+def _add_health(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz", tags=["health"], summary="The store answers", responses={503: PROBLEM_SCHEMA}  # type: ignore[dict-item]
+    )
+    def readyz(request: Request) -> dict[str, Any]:
+        store = get_store(request)
+        try:
+            version = store.ping()
+        except TwinError:
+            raise
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            raise UnavailableError("the layer store does not answer") from exc
+        return {"status": "ready", "backend": store.backend.name, "catalog_version": version}

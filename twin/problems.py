@@ -1,0 +1,153 @@
+"""HTTP errors as RFC 9457 problem documents, and the request id that ties them to the log.
+
+Every error response is ``application/problem+json``. Domain errors map to
+their status by class; a 5xx never shows internal text (SQL, paths, stack
+traces) — only a request id, which the log line for the failure also carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from layers.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+    TwinError,
+    UnavailableError,
+)
+from twin.logconfig import request_id_var
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+STATUS_BY_ERROR: dict[type[TwinError], int] = {
+    InvalidInputError: 400,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    PreconditionFailedError: 412,
+    UnavailableError: 503,
+}
+
+#: A problem document, described for the OpenAPI document of every route.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "description": "An RFC 9457 problem document",
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "instance": {"type": "string"},
+                    "request_id": {"type": "string"},
+                },
+                "required": ["title", "status"],
+            }
+        }
+    },
+}
+
+
+class RequestIdMiddleware:
+    """Give each request an id (or keep a safe one the caller sent) and echo it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = sent if _SAFE_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def problem(status: int, title: str, detail: str | None = None, request: Request | None = None,
+            **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if request is not None:
+        body["instance"] = request.url.path
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TwinError)
+    status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
+    if status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc.detail)
+    return problem(status, exc.title, exc.detail, request, **exc.context)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 403: "Forbidden"}
+    title = titles.get(exc.status_code, "HTTP error")
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    response = problem(exc.status_code, title, detail, request)
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "invalid")}
+        for e in exc.errors()
+    ]
+    summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:3])
+    return problem(400, "Invalid input", summary, request, errors=errors)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        500,
+        "Internal server error",
+        "The server failed to answer this request. Quote the request id when reporting it.",
+        request,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_middleware(RequestIdMiddleware)
+    app.add_exception_handler(TwinError, _twin_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -329,12 +329,12 @@ class LayerStore:
             )
         return feature
 
-    def _archive(self, conn: Connection, tables: LayerTables, where: sa.ColumnElement[bool], now: datetime) -> int:
+    def _archive(self, conn: Connection, tables: LayerTables, where: sa.ColumnElement[bool], now: datetime) -> None:
         """Copy the matching current rows to history, closing their interval at ``now``."""
         c, h = tables.current, tables.history
         names = ["fid", "geom", *tables.field_names, "_version", "_valid_from"]
         source = sa.select(*(c.c[n] for n in names), sa.literal(now, UTCDateTime()).label("_valid_to")).where(where)
-        return conn.execute(sa.insert(h).from_select([*names, "_valid_to"], source)).rowcount
+        conn.execute(sa.insert(h).from_select([*names, "_valid_to"], source))
 
     # --- bulk load -----------------------------------------------------------
 
@@ -360,8 +360,8 @@ class LayerStore:
             now = datetime.now(UTC)
             archived = 0
             if mode is LoadMode.REPLACE and not created:
-                archived = self._archive(conn, tables, sa.true(), now)
-                conn.execute(sa.delete(tables.current))
+                self._archive(conn, tables, sa.true(), now)
+                archived = conn.execute(sa.delete(tables.current)).rowcount
             empty = conn.execute(sa.select(tables.current.c.fid).limit(1)).first() is None
             if empty:
                 self.backend.begin_bulk_load(conn, tables)

@@ -1,0 +1,64 @@
+"""Fixtures: a fresh store on each backend, a PostGIS server for the session, real data paths."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from layers.store import LayerStore
+from tests.pgserver import postgres_available, postgres_server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_data(name: str) -> Path:
+    """A file of ../shared/data (or TWIN_REAL_DATA); the test skips with the reason when it is absent."""
+    folder = Path(os.environ.get("TWIN_REAL_DATA", REPO.parent / "shared" / "data"))
+    path = folder / name
+    if not path.exists():
+        pytest.skip(f"real data file {path} is absent (set TWIN_REAL_DATA to the shared data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> Iterator[str]:
+    reason = postgres_available()
+    if reason:
+        if os.environ.get("TWIN_REQUIRE_POSTGIS"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with postgres_server() as url:
+        yield url
+
+
+def _empty(store: LayerStore) -> LayerStore:
+    for layer in store.list_layers():
+        store.drop_layer(layer.id)
+    return store
+
+
+@pytest.fixture(params=["spatialite", "postgis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "spatialite":
+        return f"sqlite:///{tmp_path / 'twin.sqlite'}"
+    url: str = request.getfixturevalue("postgis_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[LayerStore]:
+    """An empty store on each backend: the contract suite runs once per backend."""
+    opened = _empty(LayerStore.open(store_url))
+    yield opened
+    _empty(opened)
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[LayerStore]:
+    opened = LayerStore.open(f"sqlite:///{tmp_path / 'twin.sqlite'}")
+    yield opened
+    opened.close()

@@ -21,13 +21,14 @@ from pyproj import CRS, Transformer
 
 from layers.errors import InvalidInputError, NotFoundError
 from layers.io.sources import ReadOptions, SourceInfo, inspect_source, read_batches
-from layers.model import FieldDefinition, LayerDefinition, LayerKind, identifier_from
+from layers.model import FieldDefinition, GeometryType, LayerDefinition, LayerKind, identifier_from
 from layers.store import LayerStore, LoadMode
 from layers.validation import RowBatch, validate_columns, validate_geometries
 
 _WGS84 = CRS.from_epsg(4326)
-#: How far (degrees) a feature may lie outside its CRS's area of use before we call the CRS wrong.
-_AREA_SLACK = 1.0
+#: How far (degrees) a feature may lie outside its CRS's area of use before we call the CRS wrong:
+#: zones are often used beyond their edges (Binh Dinh data in UTM 48N, EPSG:3405), metres read as degrees never are.
+_AREA_SLACK = 3.0
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,21 @@ def column_names(info: SourceInfo) -> dict[str, str]:
 
 
 def definition_from_source(
-    info: SourceInfo, layer_id: str, *, title: str | None = None, kind: LayerKind = LayerKind.GENERIC
+    info: SourceInfo,
+    layer_id: str,
+    *,
+    title: str | None = None,
+    kind: LayerKind = LayerKind.GENERIC,
+    repair: bool = False,
 ) -> LayerDefinition:
-    """A layer definition that fits the file, for importing into a new layer."""
+    """A layer definition that fits the file, for importing into a new layer.
+
+    When invalid geometries are to be repaired, polygons and lines get a
+    multi-part layer: a repaired bow-tie is two polygons.
+    """
+    geometry_type = info.geometry_type
+    if repair and geometry_type in (GeometryType.POLYGON, GeometryType.LINESTRING):
+        geometry_type = GeometryType("Multi" + geometry_type.value)
     fields = [
         FieldDefinition(name=name, type=info.fields[source], title=source if source != name else None)
         for source, name in column_names(info).items()
@@ -69,7 +82,7 @@ def definition_from_source(
         id=layer_id,
         title=title or info.layer_name,
         kind=kind,
-        geometry_type=info.geometry_type,
+        geometry_type=geometry_type,
         fields=fields,
         source_crs=crs_name(info.crs),
     )
@@ -108,7 +121,7 @@ def import_file(
         except NotFoundError:
             if not create:
                 raise
-            definition = new_definition = definition_from_source(info, layer_id, title=title, kind=kind)
+            definition = new_definition = definition_from_source(info, layer_id, title=title, kind=kind, repair=repair)
             inferred = True
     mapping = _map_columns(info, definition)
     batches = _row_batches(info, options, definition, mapping, repair=repair, typed=inferred)

@@ -104,8 +104,11 @@ def inspect_source(path: Path, options: ReadOptions = ReadOptions()) -> SourceIn
             f"{path.name}: no geometry found; a CSV needs lon/lat (or x/y, or WKT) columns "
             f"— name them with lon_field/lat_field"
         )
-    with _read_arrow(path, options, typed=True, max_features=0) as (_, reader):
-        schema = reader.schema
+    if _needs_decoding(options):
+        schema = pa.schema([pa.field(str(n), _arrow_type(str(t))) for n, t in zip(info["fields"], info["dtypes"])])
+    else:
+        with _read_arrow(path, options, typed=True, max_features=0) as (_, reader):
+            schema = reader.schema
     geometry_column = _geometry_column(schema)
     ignored = _KML_STANDARD_FIELDS if info["driver"] == "LIBKML" else set()
     fields = {f.name: _field_type(f.type) for f in schema if f.name != geometry_column and f.name not in ignored}
@@ -153,10 +156,47 @@ def _read_arrow(
         raise InvalidInputError(f"{path.name}: cannot read the file ({_gdal_reason(exc)})") from exc
 
 
+def _needs_decoding(options: ReadOptions) -> bool:
+    """pyogrio's Arrow reader takes only UTF-8; other encodings go through its decoding reader."""
+    return options.encoding is not None and options.encoding.replace("-", "").lower() not in ("utf8", "utf_8")
+
+
+def _arrow_type(numpy_dtype: str) -> pa.DataType:
+    if numpy_dtype == "object":
+        return pa.string()
+    if numpy_dtype.startswith("datetime64"):
+        return pa.timestamp("ms")
+    return pa.from_numpy_dtype(numpy_dtype)
+
+
+def _read_decoded(path: Path, options: ReadOptions, *, typed: bool) -> Iterator[pa.RecordBatch]:
+    """Batches from a file in a legacy encoding (cp1258, latin-1…), decoded by pyogrio."""
+    skip = 0
+    while True:
+        try:
+            meta, _, wkb, values = pyogrio.raw.read(
+                path, layer=options.source_layer, encoding=options.encoding, skip_features=skip,
+                max_features=options.batch_size, **_gdal_options(path, options, typed=typed),
+            )
+        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(_read_error(path, exc)) from exc
+        if len(wkb) == 0:
+            return
+        arrays = [pa.array(v, from_pandas=True) for v in values]
+        yield pa.RecordBatch.from_arrays(
+            [*arrays, pa.array(wkb, type=pa.binary())], names=[*map(str, meta["fields"]), "wkb_geometry"]
+        )
+        skip += len(wkb)
+
+
 def read_batches(path: Path, options: ReadOptions, *, typed: bool) -> Iterator[pa.RecordBatch]:
     """The file's features as Arrow batches; the geometry column is named ``wkb_geometry``."""
+    if _needs_decoding(options):
+        yield from _read_decoded(path, options, typed=typed)
+        return
     with _read_arrow(path, options, typed=typed) as (_, reader):
         geometry_column = _geometry_column(reader.schema)
+        first_row = 1
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -164,10 +204,35 @@ def read_batches(path: Path, options: ReadOptions, *, typed: bool) -> Iterator[p
                 return
             except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
                 raise InvalidInputError(_read_error(path, exc)) from exc
+            _check_text(path, batch, first_row, options.encoding)
+            first_row += batch.num_rows
             if geometry_column != "wkb_geometry":
                 names = ["wkb_geometry" if n == geometry_column else n for n in batch.schema.names]
                 batch = batch.rename_columns(names)
             yield batch
+
+
+def _check_text(path: Path, batch: pa.RecordBatch, first_row: int, encoding: str | None) -> None:
+    """GDAL passes bytes through when a file is not UTF-8; find the first bad value and say so."""
+    try:
+        batch.validate(full=True)
+        return
+    except pa.ArrowInvalid:
+        pass
+    for field in batch.schema:
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        for i, raw in enumerate(batch.column(field.name).cast(pa.binary()).to_pylist()):
+            try:
+                None if raw is None else raw.decode("utf-8")
+            except UnicodeDecodeError:
+                hint = "check --encoding" if encoding else "give the file's encoding, e.g. cp1258 or latin-1"
+                raise InvalidInputError(
+                    f"{path.name}: feature {first_row + i}: field '{field.name}' is not valid UTF-8 text "
+                    f"({raw!r}); {hint}",
+                    row=first_row + i,
+                ) from None
+    raise InvalidInputError(f"{path.name}: the file's data is malformed")
 
 
 def _read_error(path: Path, exc: Exception) -> str:

@@ -79,10 +79,16 @@ class SpatiaLiteBackend(SpatialBackend):
         return sa.func.MakePoint(lon, lat, SRID)
 
     def distance_metres(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[float]:
+        """Geodesic for points; for lines and polygons, the geodesic length to their planar-nearest point.
+
+        That point is off the true nearest by well under 1 % at the scale of a city; PostGIS's
+        geography distance is exact.
+        """
         return sa.func.ST_Distance(geom, self.point(near.lon, near.lat), 1, type_=sa.Float)
 
     def exact_within(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[bool]:
-        return sa.func.PtDistWithin(geom, self.point(near.lon, near.lat), near.metres, 1) == 1
+        # Not PtDistWithin: for polygons it accepts features well beyond the range (SpatiaLite 5.0.1).
+        return self.distance_metres(geom, near) <= near.metres
 
     def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
         return None

@@ -13,7 +13,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get() or "-"
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get() or "-"
         return True
 
 

@@ -84,7 +84,9 @@ class RequestIdMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+                name = REQUEST_ID_HEADER.lower().encode()
+                if all(key.lower() != name for key, _ in headers):  # problem() may have set it already
+                    headers.append((name, request_id.encode()))
                 message["headers"] = headers
             await send(message)
 
@@ -136,7 +138,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error(
+        "unhandled error on %s %s", request.method, request.url.path,
+        exc_info=exc, extra={"request_id": request_id_var.get()},
+    )
     return problem(
         500,
         "Internal server error",

@@ -37,6 +37,8 @@ class District:
     bearing_deg: float | None
     depth_spacing_m: tuple[float, float]
     length_spacing_m: tuple[float, float]
+    frontage_m: tuple[float, float]  # width of a typical lot along its street
+    wide_lot_share: float  # share of lots two to three plots wide (shops, villas)
     primary_every: int
     secondary_every: int
     special_block_share: float
@@ -258,6 +260,8 @@ def _district(feature: dict[str, Any], polygon: shapely.Geometry) -> District:
         bearing_deg=float(bearing) if bearing is not None else None,
         depth_spacing_m=_pair(props["depth_spacing_m"]),
         length_spacing_m=_pair(props["length_spacing_m"]),
+        frontage_m=_pair(props["frontage_m"]),
+        wide_lot_share=float(props.get("wide_lot_share", 0.0)),
         primary_every=int(props.get("primary_every", 0)),
         secondary_every=int(props.get("secondary_every", 0)),
         special_block_share=float(props.get("special_block_share", 0.0)),

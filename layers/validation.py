@@ -80,7 +80,8 @@ def validate_geometries(
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     if missing.any():
         raise InvalidInputError(f"feature {first_row + int(np.argmax(missing))}: geometry is missing or empty")
-    geoms = shapely.force_2d(geoms)
+    if shapely.has_z(geoms).any():
+        geoms = shapely.force_2d(geoms)
     geoms = _conform_type(layer, geoms, first_row)
     geoms = _conform_validity(layer, geoms, first_row, repair)
     bounds = shapely.bounds(geoms)

@@ -18,19 +18,12 @@ import shapely
 
 from layers.errors import InvalidInputError
 from layers.features import Feature, FeatureQuery
-from layers.model import FieldType, GeometryType, LayerDefinition
+from layers.model import GeometryType, LayerDefinition
 from layers.store import LayerStore
+from layers.store.tables import ARROW_TYPES
 
 FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".csv": "CSV"}
 
-_ARROW_TYPES = {
-    FieldType.STRING: pa.string(),
-    FieldType.INTEGER: pa.int64(),
-    FieldType.NUMBER: pa.float64(),
-    FieldType.BOOLEAN: pa.bool_(),
-    FieldType.DATE: pa.date32(),
-    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
-}
 
 
 def export_layer(store: LayerStore, layer_id: str, path: Path, query: FeatureQuery = FeatureQuery()) -> int:
@@ -71,11 +64,11 @@ def export_layer(store: LayerStore, layer_id: str, path: Path, query: FeatureQue
 
 def _schema(layer: LayerDefinition) -> pa.Schema:
     geometry = pa.field("geometry", pa.binary(), metadata={"ARROW:extension:name": "geoarrow.wkb"})
-    return pa.schema([*(pa.field(f.name, _ARROW_TYPES[f.type]) for f in layer.fields), geometry])
+    return pa.schema([*(pa.field(f.name, ARROW_TYPES[f.type]) for f in layer.fields), geometry])
 
 
 def _record_batch(schema: pa.Schema, layer: LayerDefinition, features: list[Feature]) -> pa.RecordBatch:
-    columns = [pa.array([f.properties[field.name] for f in features], type=_ARROW_TYPES[field.type])
+    columns = [pa.array([f.properties[field.name] for f in features], type=ARROW_TYPES[field.type])
                for field in layer.fields]
     wkb = shapely.to_wkb([f.geometry for f in features], output_dimension=2)
     return pa.RecordBatch.from_arrays([*columns, pa.array(wkb, type=pa.binary())], schema=schema)

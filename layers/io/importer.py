@@ -9,10 +9,13 @@ and the store is left exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, Queue
 
 import numpy as np
 import pyarrow as pa
@@ -125,7 +128,7 @@ def import_file(
             inferred = True
     mapping = _map_columns(info, definition)
     batches = _row_batches(info, options, definition, mapping, repair=repair, typed=inferred)
-    result = store.load(layer_id, batches, mode=mode, definition=new_definition, progress=progress)
+    result = store.load(layer_id, _prefetched(batches), mode=mode, definition=new_definition, progress=progress)
     return ImportReport(
         layer_id=layer_id,
         created=result.created,
@@ -175,6 +178,42 @@ def _row_batches(
             raise InvalidInputError(f"{info.path.name}: {exc.detail}", **exc.context) from exc
         yield RowBatch(geoms, values, first_row)
         first_row += batch.num_rows
+
+
+def _prefetched(batches: Iterator[RowBatch], depth: int = 2) -> Iterator[RowBatch]:
+    """Read and validate the next batches in a thread while the database stores this one.
+
+    GDAL, shapely and Arrow release the GIL, so the two overlap on two cores.
+    An error in the reader is raised here, in the loading thread, where it rolls
+    the transaction back.
+    """
+    done = object()
+    queue: Queue[object] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                queue.put(batch)
+            queue.put(done)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            queue.put(exc)
+
+    reader = threading.Thread(target=produce, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get_nowait()
+            reader.join(timeout=0.05)
 
 
 def _reprojector(info: SourceInfo) -> Callable[[np.ndarray, int], np.ndarray]:

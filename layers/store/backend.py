@@ -9,10 +9,11 @@ metres, how to load many rows fast, and how to create the tables.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, ClassVar
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
@@ -20,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from layers.features import BBox, Near
 from layers.geodesy import search_window
 from layers.store.tables import CATALOG_TABLES, SRID, LayerTables
-
+from layers.validation import RowBatch
 
 #: Execution option marking a connection that will write (SQLite begins it IMMEDIATE).
 WRITE_OPTION = "twin_write"
@@ -47,10 +48,6 @@ class SpatialBackend(ABC):
 
     def geom_as_wkb(self, geom: ColumnElement[Any]) -> ColumnElement[bytes]:
         return sa.func.ST_AsBinary(geom, type_=sa.LargeBinary)
-
-    @abstractmethod
-    def encode_geometries(self, geoms: np.ndarray) -> Sequence[Any]:
-        """Geometries in the form ``bulk_insert`` sends them to this database."""
 
     @abstractmethod
     def box_prefilter(self, table: sa.Table, box: tuple[float, float, float, float]) -> ColumnElement[bool]:
@@ -104,10 +101,14 @@ class SpatialBackend(ABC):
         """Drop both tables and everything the database keeps about their geometry."""
 
     @abstractmethod
-    def bulk_insert(
-        self, conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-    ) -> int:
-        """Append rows (geometry first, as WKB) inside the caller's transaction; return the count."""
+    def bulk_writer(
+        self, conn: Connection, tables: LayerTables, valid_from: datetime
+    ) -> AbstractContextManager[Callable[[RowBatch], int]]:
+        """A writer of validated batches, inside the caller's transaction, as fast as the database allows.
+
+        The writer stays open for the whole load so the database can work on one
+        batch while the next is read and validated.
+        """
 
     def begin_bulk_load(self, conn: Connection, tables: LayerTables) -> None:  # noqa: B027
         """Called before a bulk load into an empty table: may drop the spatial index."""

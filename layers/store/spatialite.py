@@ -10,11 +10,12 @@ run while a writer works.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from itertools import islice, repeat
 from typing import Any
 
-import numpy as np
 import pysqlite3.dbapi2 as sqlite
 import shapely
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from layers.features import Near
 from layers.store.backend import WRITE_OPTION, SpatialBackend
 from layers.store.tables import SRID, LayerTables
+from layers.validation import RowBatch
 
 _CHUNK = 5_000
 
@@ -56,9 +58,6 @@ class SpatiaLiteBackend(SpatialBackend):
     def initialize(self, conn: Connection) -> None:
         init_spatialite(conn.connection.driver_connection, transaction=False, init_mode="WGS84")
         super().initialize(conn)
-
-    def encode_geometries(self, geoms: np.ndarray) -> Sequence[Any]:
-        return list(shapely.to_wkb(geoms, output_dimension=2))
 
     def box_prefilter(self, table: sa.Table, box: tuple[float, float, float, float]) -> ColumnElement[bool]:
         west, south, east, north = box
@@ -104,17 +103,37 @@ class SpatiaLiteBackend(SpatialBackend):
             conn.execute(sa.text("SELECT DiscardGeometryColumn(:t, 'geom')"), {"t": table.name})
             conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{table.name}"')
 
-    def bulk_insert(
-        self, conn: Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
-    ) -> int:
-        stmt = sa.insert(table).values(geom=self.geom_from_wkb(sa.bindparam("geom_wkb", type_=sa.LargeBinary)))
-        keys = ["geom_wkb", *columns]
-        total = 0
-        iterator = iter(rows)
-        while chunk := list(islice(iterator, _CHUNK)):
-            conn.execute(stmt, [dict(zip(keys, row, strict=True)) for row in chunk])
-            total += len(chunk)
-        return total
+    @contextmanager
+    def bulk_writer(
+        self, conn: Connection, tables: LayerTables, valid_from: datetime
+    ) -> Iterator[Callable[[RowBatch], int]]:
+        """``executemany`` on the driver, values converted by the columns' own SQLAlchemy types."""
+        table = tables.current
+        names = [f.name for f in tables.definition.fields]
+        converters = [table.c[n].type.bind_processor(conn.dialect) for n in names]
+        stamp_converter = table.c._valid_from.type.bind_processor(conn.dialect)
+        stamp = stamp_converter(valid_from) if stamp_converter else valid_from
+        quote = conn.dialect.identifier_preparer.quote
+        targets = ", ".join(quote(n) for n in ["geom", *names, "_valid_from"])
+        marks = ", ".join(["?"] * (len(names) + 1))
+        sql = f"INSERT INTO {quote(table.name)} ({targets}) VALUES (GeomFromWKB(?, {SRID}), {marks})"
+        cursor = conn.connection.driver_connection.cursor()
+
+        def write(batch: RowBatch) -> int:
+            columns = [
+                values if convert is None else [None if v is None else convert(v) for v in values]
+                for values, convert in zip((batch.columns[n] for n in names), converters, strict=True)
+            ]
+            wkb = shapely.to_wkb(batch.geometries, output_dimension=2)
+            rows = zip(wkb, *columns, repeat(stamp, len(wkb)), strict=True)
+            while chunk := list(islice(rows, _CHUNK)):
+                cursor.executemany(sql, chunk)
+            return len(wkb)
+
+        try:
+            yield write
+        finally:
+            cursor.close()
 
     def begin_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
         name = tables.current.name

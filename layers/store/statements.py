@@ -18,7 +18,6 @@ from layers.store.backend import SpatialBackend
 from layers.store.tables import LayerTables, UTCDateTime
 from layers.validation import coerce_value
 
-
 #: The end of a current version's interval: typed, so a UNION with history agrees on it.
 NO_END = sa.cast(sa.null(), UTCDateTime())
 

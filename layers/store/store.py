@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from itertools import repeat
 from typing import Any
 
 import shapely
@@ -366,15 +365,11 @@ class LayerStore:
             if empty:
                 self.backend.begin_bulk_load(conn, tables)
             inserted = 0
-            columns = [*tables.field_names, "_valid_from"]
-            for batch in batches:
-                geoms = self.backend.encode_geometries(batch.geometries)
-                values = [batch.columns[n] for n in tables.field_names]
-                inserted += self.backend.bulk_insert(
-                    conn, tables.current, columns, zip(geoms, *values, repeat(now, len(geoms)), strict=True)
-                )
-                if progress is not None:
-                    progress(len(batch))
+            with self.backend.bulk_writer(conn, tables, now) as write:
+                for batch in batches:
+                    inserted += write(batch)
+                    if progress is not None:
+                        progress(len(batch))
             if empty:
                 self.backend.end_bulk_load(conn, tables)
             self.backend.analyze(conn, tables.current)

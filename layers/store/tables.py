@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy.engine import Dialect
@@ -87,6 +88,15 @@ _COLUMN_TYPES: dict[FieldType, sa.types.TypeEngine[Any] | type[sa.types.TypeEngi
     FieldType.BOOLEAN: sa.Boolean,
     FieldType.DATE: sa.Date,
     FieldType.DATETIME: UTCDateTime,
+}
+
+ARROW_TYPES: dict[FieldType, pa.DataType] = {
+    FieldType.STRING: pa.string(),
+    FieldType.INTEGER: pa.int64(),
+    FieldType.NUMBER: pa.float64(),
+    FieldType.BOOLEAN: pa.bool_(),
+    FieldType.DATE: pa.date32(),
+    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
 }
 
 PYTHON_TYPES: dict[FieldType, type] = {

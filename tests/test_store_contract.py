@@ -336,3 +336,16 @@ def test_load_creates_a_layer_atomically(store: LayerStore) -> None:
     with pytest.raises(InvalidInputError):
         store.load("wards", failing(), definition=WARDS)  # type: ignore[arg-type]
     assert store.list_layers() == []
+
+
+def test_bulk_loaded_and_inserted_times_compare_alike(store: LayerStore) -> None:
+    store.create_layer(POINTS)
+    instant = "2026-03-15T00:00:00Z"  # whole seconds: formats that drop ".000000" would not compare equal
+    loaded = batch_from_features(POINTS, [Point(*CENTRE)], [{"name": "bulk", "observed_at": instant}])
+    store.load("sensors", [loaded])
+    store.insert_features("sensors", [sensor(1, Point(*CENTRE), observed_at=instant)])
+    exact = datetime(2026, 3, 15, tzinfo=UTC)
+    found = store.query("sensors", FeatureQuery(time=TimeRange(exact, exact)))
+    assert sorted(f.properties["name"] for f in found) == ["Trạm 1", "bulk"]
+    bulk = next(f for f in found if f.properties["name"] == "bulk")
+    assert store.get_feature("sensors", bulk.id, as_of=bulk.valid_from).id == bulk.id

@@ -110,8 +110,11 @@ class SpatiaLiteBackend(SpatialBackend):
         """``executemany`` on the driver, values converted by the columns' own SQLAlchemy types."""
         table = tables.current
         names = [f.name for f in tables.definition.fields]
-        converters = [table.c[n].type.bind_processor(conn.dialect) for n in names]
-        stamp_converter = table.c._valid_from.type.bind_processor(conn.dialect)
+        dialect = conn.dialect
+        # The dialect's own processors: SQLite stores dates as text in SQLAlchemy's format, and
+        # values written here must compare equal to values bound by queries.
+        converters = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+        stamp_converter = table.c._valid_from.type.dialect_impl(dialect).bind_processor(dialect)
         stamp = stamp_converter(valid_from) if stamp_converter else valid_from
         quote = conn.dialect.identifier_preparer.quote
         targets = ", ".join(quote(n) for n in ["geom", *names, "_valid_from"])

@@ -33,12 +33,12 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from layers.features import FeatureQuery, Near  # noqa: E402
-from layers.io.importer import import_file  # noqa: E402
-from layers.model import LayerDefinition  # noqa: E402
-from layers.store import LayerStore  # noqa: E402
-from layers.store.postgis import sqlalchemy_url  # noqa: E402
-from tests.pgserver import postgres_server  # noqa: E402
+from layers.features import FeatureQuery, Near
+from layers.io.importer import import_file
+from layers.model import LayerDefinition
+from layers.store import LayerStore
+from layers.store.postgis import sqlalchemy_url
+from tests.pgserver import postgres_server
 
 WEST, SOUTH, EAST, NORTH = 109.15, 13.70, 109.30, 13.85
 CATEGORIES = np.array(["nhà ở", "thương mại", "giáo dục", "y tế", "cơ quan"])
@@ -72,8 +72,9 @@ def make_points(n: int, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             "geometry": pa.array(shapely.to_wkb(geoms, output_dimension=2), type=pa.binary()),
         }
     )
-    pyogrio.write_arrow(table, path, layer="points", driver="GPKG", geometry_name="geometry",
-                        geometry_type="Point", crs="EPSG:4326")
+    pyogrio.write_arrow(
+        table, path, layer="points", driver="GPKG", geometry_name="geometry", geometry_type="Point", crs="EPSG:4326"
+    )
     return geoms, columns
 
 
@@ -126,7 +127,9 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 def time_queries(url: str, queries: int) -> dict[str, tuple[float, float, float]]:
     store = LayerStore.open(url)
     rng = np.random.default_rng(7)
-    centres = list(zip(rng.uniform(WEST + 0.01, EAST - 0.01, queries), rng.uniform(SOUTH + 0.01, NORTH - 0.01, queries)))
+    centres = list(
+        zip(rng.uniform(WEST + 0.01, EAST - 0.01, queries), rng.uniform(SOUTH + 0.01, NORTH - 0.01, queries))
+    )
     cases: dict[str, Callable[[float, float], int]] = {
         "count within 500 m": lambda x, y: store.count("points", FeatureQuery(near=Near(x, y, 500))),
         "100 nearest within 500 m": lambda x, y: len(store.within_distance("points", x, y, 500, limit=100)),
@@ -165,7 +168,10 @@ def main() -> None:
             floor = time_raw_copy(pg_url, geoms, columns)
             imports = {"SpatiaLite": time_import(sqlite_url, gpkg), "PostGIS": time_import(pg_url, gpkg)}
             print("querying …", file=sys.stderr)
-            queries = {"SpatiaLite": time_queries(sqlite_url, args.queries), "PostGIS": time_queries(pg_url, args.queries)}
+            queries = {
+                "SpatiaLite": time_queries(sqlite_url, args.queries),
+                "PostGIS": time_queries(pg_url, args.queries),
+            }
     n = args.points
     print(f"\n### Import of {n:,} points from GeoPackage (one transaction, validated)\n")
     print("| path | seconds | features/s | vs raw COPY floor |")

@@ -74,9 +74,7 @@ class FieldDefinition(BaseModel):
     title: str | None = Field(default=None, description="Label shown to people (Vietnamese allowed).")
     description: str | None = None
     required: bool = False
-    choices: list[str] | None = Field(
-        default=None, description="Allowed values of a categorical string field."
-    )
+    choices: list[str] | None = Field(default=None, description="Allowed values of a categorical string field.")
 
     @model_validator(mode="after")
     def _check(self) -> FieldDefinition:
@@ -115,12 +113,8 @@ class LayerDefinition(BaseModel):
     kind: LayerKind = LayerKind.GENERIC
     geometry_type: GeometryType
     fields: list[FieldDefinition] = Field(default_factory=list)
-    time_field: str | None = Field(
-        default=None, description="The datetime/date field that places a feature in time."
-    )
-    end_time_field: str | None = Field(
-        default=None, description="End of the feature's time interval, if it has one."
-    )
+    time_field: str | None = Field(default=None, description="The datetime/date field that places a feature in time.")
+    end_time_field: str | None = Field(default=None, description="End of the feature's time interval, if it has one.")
     source_crs: str = Field(default="EPSG:4326", description="CRS of the data as delivered.")
     style: StyleHints = Field(default_factory=StyleHints)
 

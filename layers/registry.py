@@ -54,9 +54,7 @@ class LayerRegistry:
         with self._lock:
             if version != self._seen_version:
                 rows = conn.execute(sa.select(_records.c.definition)).scalars()
-                self._tables = {
-                    d.id: build_layer_tables(d) for d in (LayerDefinition.model_validate(r) for r in rows)
-                }
+                self._tables = {d.id: build_layer_tables(d) for d in (LayerDefinition.model_validate(r) for r in rows)}
                 self._seen_version = version
             return self._tables
 

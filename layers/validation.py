@@ -63,7 +63,8 @@ def batch_from_features(
         if unknown:
             raise InvalidInputError(
                 f"feature {i}: unknown propert{'y' if len(unknown) == 1 else 'ies'} "
-                f"{', '.join(repr(u) for u in unknown)}; layer '{layer.id}' has {', '.join(sorted(known)) or 'no fields'}",
+                f"{', '.join(repr(u) for u in unknown)}; "
+                f"layer '{layer.id}' has {', '.join(sorted(known)) or 'no fields'}",
                 row=i,
             )
     names = [f.name for f in layer.fields] if complete else sorted({k for p in properties for k in p})
@@ -142,9 +143,8 @@ def _conform_validity(layer: LayerDefinition, geoms: np.ndarray, first_row: int,
             row=first_row + i,
         )
     geoms = geoms.copy()
-    for i in np.flatnonzero(invalid):
-        fixed = _keep_dimension(shapely.make_valid(geoms[i]), shapely.get_dimensions(geoms[i]))
-        geoms[i] = fixed
+    for index in np.flatnonzero(invalid):
+        geoms[index] = _keep_dimension(shapely.make_valid(geoms[index]), shapely.get_dimensions(geoms[index]))
     return _conform_type(layer, geoms, first_row)
 
 
@@ -219,8 +219,10 @@ def _coerce(field: FieldDefinition, column: pa.Array | pa.ChunkedArray | list[An
     parse = _PARSERS[field.type]
     if _arrow_matches(field.type, kind):
         return [parse(v) for v in column.to_pylist()] if field.type is FieldType.DATETIME else column.to_pylist()
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or (
-        field.type is FieldType.BOOLEAN and pa.types.is_integer(kind)
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or (field.type is FieldType.BOOLEAN and pa.types.is_integer(kind))
     ):
         return _parse_each(field, column.to_pylist(), parse, first_row)
     if field.type is FieldType.DATETIME and pa.types.is_date(kind):
@@ -257,7 +259,7 @@ def _coerce_number(field: FieldDefinition, column: pa.Array, first_row: int) -> 
 
 
 def _parse_each(field: FieldDefinition, values: list[Any], parse: Callable[[Any], Any], first_row: int) -> list[Any]:
-    out = []
+    out: list[Any] = []
     for i, value in enumerate(values):
         if value is None or (isinstance(value, str) and value.strip() == "" and parse is not _strict_string):
             out.append(None)
@@ -384,15 +386,19 @@ _DESCRIPTIONS = {
 }
 
 
+_LENIENT_PARSERS: dict[FieldType, Callable[[Any], Any]] = {
+    FieldType.STRING: str,
+    FieldType.INTEGER: _parse_integer,
+    FieldType.NUMBER: _parse_number,
+    **_PARSERS,
+}
+
+
 def coerce_value(field: FieldDefinition, value: Any) -> Any:
     """One value for a filter on ``field``, parsed leniently from text as query parameters arrive."""
     if value is None:
         return None
-    parse = _PARSERS.get(field.type) or {
-        FieldType.STRING: str,
-        FieldType.INTEGER: _parse_integer,
-        FieldType.NUMBER: _parse_number,
-    }[field.type]
+    parse = _LENIENT_PARSERS[field.type]
     try:
         return parse(value)
     except (ValueError, TypeError, OverflowError):

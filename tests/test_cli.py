@@ -19,9 +19,7 @@ from tests.conftest import real_data
 
 
 def run_twin(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "twin", *args], env=env, capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run([sys.executable, "-m", "twin", *args], env=env, capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -39,7 +37,10 @@ def server(env: dict[str, str]) -> Iterator[str]:
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "twin", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -90,8 +91,15 @@ def test_server_sees_cli_changes_without_restart(env: dict[str, str], server: st
     assert layer_ids(server) == []
     definition = tmp_path / "lights.json"
     definition.write_text(
-        json.dumps({"id": "street_lights", "title": "Đèn đường", "kind": "infrastructure",
-                    "geometry_type": "Point", "fields": [{"name": "power_w", "type": "integer"}]}),
+        json.dumps(
+            {
+                "id": "street_lights",
+                "title": "Đèn đường",
+                "kind": "infrastructure",
+                "geometry_type": "Point",
+                "fields": [{"name": "power_w", "type": "integer"}],
+            }
+        ),
         encoding="utf-8",
     )
     run_twin(env, "layers", "create", str(definition))

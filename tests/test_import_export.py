@@ -166,8 +166,12 @@ def _write_csv(tmp_path: Path, rows: list[str], name: str = "bad.csv") -> Path:
             r"feature 2: coordinates \(580000, 1.52e\+06\) are not longitude/latitude",
         ),
         (
-            lambda d: _write_csv(d, ["A,1,2.5,109.2,13.7"]).with_name("bad.csv").write_text(
-                "ten_duong,mau,lon,lat\nA,do,109.2,13.7\n") and d / "bad.csv",
+            lambda d: (
+                _write_csv(d, ["A,1,2.5,109.2,13.7"])
+                .with_name("bad.csv")
+                .write_text("ten_duong,mau,lon,lat\nA,do,109.2,13.7\n")
+                and d / "bad.csv"
+            ),
             r"column 'mau' is not a field of layer 'streets'",
         ),
     ],
@@ -217,7 +221,9 @@ def test_replace_mode_keeps_the_old_content_in_history(populated: LayerStore, tm
     report = import_file(populated, path, "streets", mode=LoadMode.REPLACE)
     assert (report.inserted, report.archived) == (1, 5)
     assert [f.properties["ten_duong"] for f in populated.query("streets")] == ["Mới"]
-    assert populated.count("streets", FeatureQuery(as_of=populated.query("streets")[0].valid_from.replace(year=2000))) == 0
+    assert (
+        populated.count("streets", FeatureQuery(as_of=populated.query("streets")[0].valid_from.replace(year=2000))) == 0
+    )
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -228,7 +234,11 @@ def test_export_round_trip(populated: LayerStore, tmp_path: Path, suffix: str) -
     out = tmp_path / f"streets{suffix}"
     assert export_layer(populated, "streets", out) == 5
     assert not list(tmp_path.glob(".*partial*"))
-    info = pyogrio.read_info(out, X_POSSIBLE_NAMES="X", Y_POSSIBLE_NAMES="Y") if suffix == ".csv" else pyogrio.read_info(out)
+    info = (
+        pyogrio.read_info(out, X_POSSIBLE_NAMES="X", Y_POSSIBLE_NAMES="Y")
+        if suffix == ".csv"
+        else pyogrio.read_info(out)
+    )
     assert info["features"] == 5
     import_file(populated, out, "copy", options=ReadOptions())
     assert_same_points(populated, "copy")
@@ -237,7 +247,7 @@ def test_export_round_trip(populated: LayerStore, tmp_path: Path, suffix: str) -
 
 
 def test_export_to_an_unknown_format_is_refused(populated: LayerStore, tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="cannot export to '.shp'"):
+    with pytest.raises(InvalidInputError, match=r"cannot export to '\.shp'"):
         export_layer(populated, "streets", tmp_path / "x.shp")
 
 

@@ -294,9 +294,7 @@ def test_layer_lifecycle_and_other_workers_see_changes(store: LayerStore, store_
         )
         seen = other_worker.get_layer("sensors")
         assert seen.title == "Trạm quan trắc"
-        assert [f.name for f in seen.fields] == [
-            "name", "kind", "value", "levels", "installed", "observed_at", "note"
-        ]
+        assert [f.name for f in seen.fields] == ["name", "kind", "value", "levels", "installed", "observed_at", "note"]
         [feature] = other_worker.query("sensors")
         assert feature.properties["levels"] == 4 and feature.properties["note"] is None
         with pytest.raises(InvalidInputError, match="unknown field 'nope'"):

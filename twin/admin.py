@@ -81,9 +81,7 @@ def admin_router() -> APIRouter:
     def alter_layer(layer_id: str, patch: LayerPatch, store: StoreDep) -> LayerDefinition:
         return store.alter_layer(layer_id, patch)
 
-    @router.delete(
-        "/{layer_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=writer, summary="Drop a layer"
-    )
+    @router.delete("/{layer_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=writer, summary="Drop a layer")
     def drop_layer(layer_id: str, store: StoreDep) -> Response:
         store.drop_layer(layer_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -66,7 +66,10 @@ def _add_health(app: FastAPI) -> None:
         return {"status": "ok"}
 
     @app.get(
-        "/readyz", tags=["health"], summary="The store answers", responses={503: PROBLEM_SCHEMA}  # type: ignore[dict-item]
+        "/readyz",
+        tags=["health"],
+        summary="The store answers",
+        responses={503: PROBLEM_SCHEMA},  # type: ignore[dict-item]
     )
     def readyz(request: Request) -> dict[str, Any]:
         store = get_store(request)

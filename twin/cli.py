@@ -125,8 +125,9 @@ def import_command(
     mode: Annotated[LoadMode, typer.Option(help="append adds features; replace swaps the layer's content.")] = (
         LoadMode.APPEND
     ),
-    crs: Annotated[str | None, typer.Option(help="Source CRS if the file has none or a wrong one, e.g. EPSG:9217.")]
-    = None,
+    crs: Annotated[
+        str | None, typer.Option(help="Source CRS if the file has none or a wrong one, e.g. EPSG:9217.")
+    ] = None,
     encoding: Annotated[str | None, typer.Option(help="Text encoding of the file, e.g. cp1258.")] = None,
     source_layer: Annotated[str | None, typer.Option(help="Layer inside the file (GeoPackage, KML).")] = None,
     lon_field: Annotated[str | None, typer.Option(help="CSV column holding longitude (or x).")] = None,
@@ -134,8 +135,7 @@ def import_command(
     repair: Annotated[bool, typer.Option(help="Repair invalid geometries instead of refusing the file.")] = False,
     title: Annotated[str | None, typer.Option(help="Title of a layer created by this import.")] = None,
     kind: Annotated[LayerKind, typer.Option(help="Kind of a layer created by this import.")] = LayerKind.GENERIC,
-    create: Annotated[bool, typer.Option(help="Create the layer from the file's columns if it does not exist.")]
-    = True,
+    create: Annotated[bool, typer.Option(help="Create the layer from the file's columns if it does not exist.")] = True,
 ) -> None:
     """Import a file into a layer, reprojecting to WGS84; all features land, or none do."""
     options = ReadOptions(
@@ -157,8 +157,12 @@ def _import_with_progress(store: LayerStore, path: Path, layer_id: str, **kwargs
             progress.update(task, total=info.count or None)
 
         return import_file(
-            store, path, layer_id, on_inspected=inspected,
-            progress=lambda n: progress.advance(task, n), **kwargs,
+            store,
+            path,
+            layer_id,
+            on_inspected=inspected,
+            progress=lambda n: progress.advance(task, n),
+            **kwargs,
         )
 
 
@@ -167,8 +171,7 @@ def _print_report(report: ImportReport, label: str | None = None) -> None:
     replaced = f", {report.archived:,} replaced (kept in history)" if report.archived else ""
     name = f"{report.layer_id} ({label})" if label else report.layer_id
     typer.echo(
-        f"{name}: {report.inserted:,} features {action}{replaced} from {report.source_crs} "
-        f"in {report.seconds:.1f} s"
+        f"{name}: {report.inserted:,} features {action}{replaced} from {report.source_crs} in {report.seconds:.1f} s"
     )
 
 

@@ -93,8 +93,9 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def problem(status: int, title: str, detail: str | None = None, request: Request | None = None,
-            **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str | None = None, request: Request | None = None, **extra: Any
+) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
@@ -139,8 +140,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.error(
-        "unhandled error on %s %s", request.method, request.url.path,
-        exc_info=exc, extra={"request_id": request_id_var.get()},
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"request_id": request_id_var.get()},
     )
     return problem(
         500,

@@ -25,7 +25,6 @@ from layers.store.tables import ARROW_TYPES
 FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".csv": "CSV"}
 
 
-
 def export_layer(store: LayerStore, layer_id: str, path: Path, query: FeatureQuery = FeatureQuery()) -> int:
     """Write the layer's features matching ``query`` to ``path``; return how many were written."""
     driver = FORMATS.get(path.suffix.lower())
@@ -68,8 +67,9 @@ def _schema(layer: LayerDefinition) -> pa.Schema:
 
 
 def _record_batch(schema: pa.Schema, layer: LayerDefinition, features: list[Feature]) -> pa.RecordBatch:
-    columns = [pa.array([f.properties[field.name] for f in features], type=ARROW_TYPES[field.type])
-               for field in layer.fields]
+    columns = [
+        pa.array([f.properties[field.name] for f in features], type=ARROW_TYPES[field.type]) for field in layer.fields
+    ]
     wkb = shapely.to_wkb([f.geometry for f in features], output_dimension=2)
     return pa.RecordBatch.from_arrays([*columns, pa.array(wkb, type=pa.binary())], schema=schema)
 

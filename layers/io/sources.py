@@ -41,7 +41,16 @@ _SUFFIX_DRIVERS = {
 
 #: KML's per-placemark display settings, which GDAL reports as columns; they are not data.
 _KML_STANDARD_FIELDS = {
-    "timestamp", "begin", "end", "altitudeMode", "tessellate", "extrude", "visibility", "drawOrder", "icon", "snippet",
+    "timestamp",
+    "begin",
+    "end",
+    "altitudeMode",
+    "tessellate",
+    "extrude",
+    "visibility",
+    "drawOrder",
+    "icon",
+    "snippet",
 }
 
 
@@ -94,7 +103,10 @@ def inspect_source(path: Path, options: ReadOptions = ReadOptions()) -> SourceIn
     _check_readable(path)
     try:
         info = pyogrio.read_info(
-            path, layer=options.source_layer, encoding=options.encoding, force_feature_count=True,
+            path,
+            layer=options.source_layer,
+            encoding=options.encoding,
+            force_feature_count=True,
             **_gdal_options(path, options, typed=True),
         )
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
@@ -175,8 +187,12 @@ def _read_decoded(path: Path, options: ReadOptions, *, typed: bool) -> Iterator[
     while True:
         try:
             meta, _, wkb, values = pyogrio.raw.read(
-                path, layer=options.source_layer, encoding=options.encoding, skip_features=skip,
-                max_features=options.batch_size, **_gdal_options(path, options, typed=typed),
+                path,
+                layer=options.source_layer,
+                encoding=options.encoding,
+                skip_features=skip,
+                max_features=options.batch_size,
+                **_gdal_options(path, options, typed=typed),
             )
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, UnicodeDecodeError) as exc:
             raise InvalidInputError(_read_error(path, exc)) from exc

@@ -107,7 +107,7 @@ class PostGISBackend(SpatialBackend):
         prefix = f"SRID={SRID};"
         quote = conn.dialect.identifier_preparer.quote
         sql = f"COPY {quote(tables.current.name)} ({', '.join(map(quote, names))}) FROM STDIN WITH (FORMAT csv)"
-        cursor = conn.connection.driver_connection.cursor()
+        cursor = _driver(conn).cursor()
         with cursor.copy(sql) as copy:
 
             def write(batch: RowBatch) -> int:
@@ -135,3 +135,10 @@ class PostGISBackend(SpatialBackend):
     def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
         name = tables.current.name
         conn.exec_driver_sql(f'CREATE INDEX "idx_{name}_geom" ON "{name}" USING gist (geom)')
+
+
+def _driver(conn: Connection) -> Any:
+    """The DBAPI connection under SQLAlchemy's, for what only the driver offers."""
+    driver = conn.connection.driver_connection
+    assert driver is not None, "the connection is closed"
+    return driver

@@ -62,8 +62,12 @@ class SpatiaLiteBackend(SpatialBackend):
     def box_prefilter(self, table: sa.Table, box: tuple[float, float, float, float]) -> ColumnElement[bool]:
         west, south, east, north = box
         rtree = sa.table(
-            f"idx_{table.name}_geom", sa.column("pkid"), sa.column("xmin"), sa.column("xmax"),
-            sa.column("ymin"), sa.column("ymax"),
+            f"idx_{table.name}_geom",
+            sa.column("pkid"),
+            sa.column("xmin"),
+            sa.column("xmax"),
+            sa.column("ymin"),
+            sa.column("ymax"),
         )
         pk = next(iter(table.primary_key.columns))
         hits = sa.select(rtree.c.pkid).where(
@@ -120,7 +124,7 @@ class SpatiaLiteBackend(SpatialBackend):
         targets = ", ".join(quote(n) for n in ["geom", *names, "_valid_from"])
         marks = ", ".join(["?"] * (len(names) + 1))
         sql = f"INSERT INTO {quote(table.name)} ({targets}) VALUES (GeomFromWKB(?, {SRID}), {marks})"
-        cursor = conn.connection.driver_connection.cursor()
+        cursor = _driver(conn).cursor()
 
         def write(batch: RowBatch) -> int:
             columns = [
@@ -145,3 +149,10 @@ class SpatiaLiteBackend(SpatialBackend):
 
     def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
         conn.execute(sa.text("SELECT CreateSpatialIndex(:t, 'geom')"), {"t": tables.current.name})
+
+
+def _driver(conn: Connection) -> Any:
+    """The DBAPI connection under SQLAlchemy's, for what only the driver offers."""
+    driver = conn.connection.driver_connection
+    assert driver is not None, "the connection is closed"
+    return driver

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -51,22 +52,16 @@ def feature_select(
     selected = stmt.selected_columns
     if query.after_id is not None:
         stmt = stmt.where(selected.fid > query.after_id)
-    if query.order_by_distance:
-        stmt = stmt.order_by(selected.distance_m, selected.fid)
-    else:
-        stmt = stmt.order_by(selected.fid)
+    order = (selected.distance_m, selected.fid) if query.order_by_distance else (selected.fid,)
+    stmt = stmt.order_by(*order)
     if query.limit is not None:
         stmt = stmt.limit(query.limit)
     return stmt
 
 
 def count_select(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery) -> sa.Select[Any]:
-    inner = feature_select(backend, tables, FeatureQuery(**{**_fields(query), "limit": None, "order_by_distance": False}))
+    inner = feature_select(backend, tables, replace(query, limit=None, order_by_distance=False))
     return sa.select(sa.func.count()).select_from(inner.order_by(None).subquery())
-
-
-def _fields(query: FeatureQuery) -> dict[str, Any]:
-    return {name: getattr(query, name) for name in query.__slots__}  # type: ignore[attr-defined]
 
 
 def _property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list[str]:

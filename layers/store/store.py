@@ -136,9 +136,7 @@ class LayerStore:
         with self._read() as conn:
             tables = self.registry.tables(conn, layer_id)
             names = selected_names(tables.definition, query)
-            result = conn.execution_options(yield_per=batch_size).execute(
-                feature_select(self.backend, tables, query)
-            )
+            result = conn.execution_options(yield_per=batch_size).execute(feature_select(self.backend, tables, query))
             for rows in result.partitions():
                 yield features_from_rows(rows, names)
 
@@ -165,10 +163,24 @@ class LayerStore:
             names = [f.name for f in tables.definition.fields]
             h, c = tables.history, tables.current
             geom = self.backend.geom_as_wkb
-            past = sa.select(h.c.fid, geom(h.c.geom).label("geom_wkb"), *(h.c[n] for n in names),
-                             h.c._version, h.c._valid_from, h.c._valid_to, NO_DISTANCE)
-            live = sa.select(c.c.fid, geom(c.c.geom).label("geom_wkb"), *(c.c[n] for n in names), c.c._version,
-                             c.c._valid_from, NO_END.label("_valid_to"), NO_DISTANCE)
+            past = sa.select(
+                h.c.fid,
+                geom(h.c.geom).label("geom_wkb"),
+                *(h.c[n] for n in names),
+                h.c._version,
+                h.c._valid_from,
+                h.c._valid_to,
+                NO_DISTANCE,
+            )
+            live = sa.select(
+                c.c.fid,
+                geom(c.c.geom).label("geom_wkb"),
+                *(c.c[n] for n in names),
+                c.c._version,
+                c.c._valid_from,
+                NO_END.label("_valid_to"),
+                NO_DISTANCE,
+            )
             union = sa.union_all(past.where(h.c.fid == fid), live.where(c.c.fid == fid)).subquery()
             rows = conn.execute(sa.select(*union.c).order_by(union.c._version)).all()
         if not rows:
@@ -176,7 +188,12 @@ class LayerStore:
         return features_from_rows(rows, names)
 
     def within_distance(
-        self, layer_id: str, lon: float, lat: float, metres: float, where: Sequence[Condition] = (),
+        self,
+        layer_id: str,
+        lon: float,
+        lat: float,
+        metres: float,
+        where: Sequence[Condition] = (),
         limit: int | None = None,
     ) -> list[Feature]:
         """Features within ``metres`` of a point, nearest first, each with ``distance_m``."""
@@ -187,9 +204,7 @@ class LayerStore:
         """Features whose geometry covers the point: the ward of an address, the parcel under a click."""
         return self.query(layer_id, FeatureQuery(contains=(lon, lat)))
 
-    def nearest(
-        self, layer_id: str, lon: float, lat: float, k: int, where: Sequence[Condition] = ()
-    ) -> list[Feature]:
+    def nearest(self, layer_id: str, lon: float, lat: float, k: int, where: Sequence[Condition] = ()) -> list[Feature]:
         """The ``k`` features nearest to a point on the ellipsoid, nearest first.
 
         An index finds ``k`` candidates cheaply (planar KNN, or a growing search
@@ -219,13 +234,22 @@ class LayerStore:
         else:
             candidates = self._window_candidates(conn, table, base, lon, lat, k, distance)
         nearest = (
-            sa.select(distance.label("d")).where(table.c.fid.in_(sa.select(candidates.c.fid)))
-            .order_by(sa.literal_column("d")).limit(k).subquery()
+            sa.select(distance.label("d"))
+            .where(table.c.fid.in_(sa.select(candidates.c.fid)))
+            .order_by(sa.literal_column("d"))
+            .limit(k)
+            .subquery()
         )
         return conn.execute(sa.select(sa.func.max(nearest.c.d))).scalar_one_or_none()
 
     def _window_candidates(
-        self, conn: Connection, table: sa.Table, base: sa.Select[Any], lon: float, lat: float, k: int,
+        self,
+        conn: Connection,
+        table: sa.Table,
+        base: sa.Select[Any],
+        lon: float,
+        lat: float,
+        k: int,
         distance: sa.ColumnElement[float],
     ) -> sa.Subquery:
         """Grow a search window until it holds ``k`` features (for backends with no KNN operator)."""

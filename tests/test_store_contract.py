@@ -347,3 +347,28 @@ def test_bulk_loaded_and_inserted_times_compare_alike(store: LayerStore) -> None
     assert sorted(f.properties["name"] for f in found) == ["Trạm 1", "bulk"]
     bulk = next(f for f in found if f.properties["name"] == "bulk")
     assert store.get_feature("sensors", bulk.id, as_of=bulk.valid_from).id == bulk.id
+
+
+@pytest.mark.parametrize("centre", [CENTRE, (0.0, 0.0004), (179.9995, -65.0), (-73.98, 40.75)])
+def test_distance_within_is_exact_at_the_edge(store: LayerStore, centre: tuple[float, float]) -> None:
+    """Features a few centimetres either side of the radius, in every direction, at several latitudes."""
+    store.create_layer(POINTS)
+    features = []
+    for i, azimuth in enumerate(range(0, 360, 15)):
+        features.append(sensor(2 * i, offset(*centre, azimuth, 499.95)))
+        features.append(sensor(2 * i + 1, offset(*centre, azimuth, 500.05)))
+    store.insert_features("sensors", features)
+    found = store.within_distance("sensors", *centre, 500)
+    assert sorted(int(f.properties["value"]) for f in found) == list(range(0, 48, 2))
+
+
+def test_within_distance_with_a_limit_returns_the_nearest(store: LayerStore) -> None:
+    store.create_layer(POINTS)
+    rng = np.random.default_rng(5)
+    distances = rng.uniform(0, 800, 150)
+    store.insert_features(
+        "sensors", [sensor(i, offset(*CENTRE, float(rng.uniform(0, 360)), d)) for i, d in enumerate(distances)]
+    )
+    found = store.within_distance("sensors", *CENTRE, 500, limit=10)
+    assert [int(f.properties["value"]) for f in found] == list(np.argsort(distances)[:10])
+    assert len(store.within_distance("sensors", *CENTRE, 20, limit=10)) == int((distances <= 20).sum())

@@ -6,20 +6,28 @@ new definition on its next request, with no restart.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import secrets
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, Security, status
+from fastapi import APIRouter, Depends, File, Form, Request, Response, Security, UploadFile, status
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
-from layers.errors import ForbiddenError
-from layers.model import LayerDefinition, LayerPatch
-from layers.store import LayerStore
+from layers.errors import ForbiddenError, InvalidInputError
+from layers.io.importer import import_file
+from layers.io.sources import ReadOptions
+from layers.model import IDENTIFIER, LayerDefinition, LayerPatch
+from layers.store import LayerStore, LoadMode
 from twin.problems import PROBLEM_SCHEMA
 from twin.settings import TwinSettings
 
 API_KEY_HEADER = "X-API-Key"
+IDENTIFIER_PATTERN = re.compile(IDENTIFIER)
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key from TWIN_API_KEYS.")
 
 
@@ -55,6 +63,17 @@ class LayerSummary(BaseModel):
     feature_count: int
 
 
+class ImportResult(BaseModel):
+    """What an import did."""
+
+    layer_id: str
+    created: bool
+    inserted: int
+    archived: int
+    source_crs: str
+    seconds: float
+
+
 StoreDep = Annotated[LayerStore, Depends(get_store)]
 ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 409)}
 
@@ -80,6 +99,36 @@ def admin_router() -> APIRouter:
     @router.patch("/{layer_id}", dependencies=writer, summary="Change a layer's metadata or fields")
     def alter_layer(layer_id: str, patch: LayerPatch, store: StoreDep) -> LayerDefinition:
         return store.alter_layer(layer_id, patch)
+
+    @router.post(
+        "/{layer_id}/import",
+        dependencies=writer,
+        summary="Import a file into a layer",
+        description="GeoJSON, GeoPackage, zipped Shapefile, CSV (lon/lat) or KML, in any CRS. One transaction: "
+        "a bad file changes nothing and the problem names the feature and field at fault.",
+    )
+    def import_upload(
+        layer_id: str,
+        store: StoreDep,
+        settings: Annotated[TwinSettings, Depends(get_settings)],
+        file: Annotated[UploadFile, File(description="The file; its name's extension tells its format.")],
+        mode: Annotated[LoadMode, Form()] = LoadMode.APPEND,
+        crs: Annotated[str | None, Form(description="Source CRS if the file has none, e.g. EPSG:9217.")] = None,
+        encoding: Annotated[str | None, Form(description="Text encoding if not UTF-8, e.g. cp1258.")] = None,
+        repair: Annotated[bool, Form(description="Repair invalid geometries instead of refusing.")] = False,
+    ) -> ImportResult:
+        if not IDENTIFIER_PATTERN.match(layer_id):
+            raise InvalidInputError(f"'{layer_id}' is not a valid layer id (lowercase letters, digits, _)")
+        name = Path(file.filename or "upload").name
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="twin-upload-", dir=settings.data_dir) as folder:
+            path = Path(folder) / name
+            with path.open("wb") as out:
+                shutil.copyfileobj(file.file, out, length=1 << 20)
+            report = import_file(
+                store, path, layer_id, mode=mode, options=ReadOptions(crs=crs, encoding=encoding), repair=repair
+            )
+        return ImportResult(**dataclasses.asdict(report))
 
     @router.delete("/{layer_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=writer, summary="Drop a layer")
     def drop_layer(layer_id: str, store: StoreDep) -> Response:

@@ -93,6 +93,9 @@ class SpatiaLiteBackend(SpatialBackend):
         # Not PtDistWithin: for polygons it accepts features well beyond the range (SpatiaLite 5.0.1).
         return self.distance_metres(geom, near) <= near.metres
 
+    def planar_within(self, geom: ColumnElement[Any], lon: float, lat: float, degrees: float) -> ColumnElement[bool]:
+        return sa.func.ST_Distance(geom, self.point(lon, lat), type_=sa.Float) <= degrees
+
     def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
         return None
 

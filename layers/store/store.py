@@ -20,7 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy.engine import Connection, Engine
 
 from layers.errors import ConflictError, NotFoundError, PreconditionFailedError, UnavailableError
-from layers.features import Condition, Feature, FeatureInput, FeatureQuery, Near
+from layers.features import MAX_DISTANCE_M, Condition, Feature, FeatureInput, FeatureQuery, Near
 from layers.geodesy import search_window
 from layers.model import LayerDefinition, LayerPatch
 from layers.registry import LayerRegistry
@@ -196,30 +196,47 @@ class LayerStore:
         where: Sequence[Condition] = (),
         limit: int | None = None,
     ) -> list[Feature]:
-        """Features within ``metres`` of a point, nearest first, each with ``distance_m``."""
-        query = FeatureQuery(near=Near(lon, lat, metres), where=where, order_by_distance=True, limit=limit)
+        """Features within ``metres`` of a point, nearest first, each with ``distance_m``.
+
+        With a ``limit``, this is the nearest-k search bounded by ``metres``: only
+        about ``limit`` features get an exact distance, however many lie in range.
+        """
+        if limit is not None:
+            return self.nearest(layer_id, lon, lat, limit, where=where, max_metres=metres)
+        query = FeatureQuery(near=Near(lon, lat, metres), where=where, order_by_distance=True)
         return self.query(layer_id, query)
 
     def containing(self, layer_id: str, lon: float, lat: float) -> list[Feature]:
         """Features whose geometry covers the point: the ward of an address, the parcel under a click."""
         return self.query(layer_id, FeatureQuery(contains=(lon, lat)))
 
-    def nearest(self, layer_id: str, lon: float, lat: float, k: int, where: Sequence[Condition] = ()) -> list[Feature]:
+    def nearest(
+        self,
+        layer_id: str,
+        lon: float,
+        lat: float,
+        k: int,
+        where: Sequence[Condition] = (),
+        max_metres: float | None = None,
+    ) -> list[Feature]:
         """The ``k`` features nearest to a point on the ellipsoid, nearest first.
 
         An index finds ``k`` candidates cheaply (planar KNN, or a growing search
         window); the largest of their true distances bounds the answer, and one
         exact distance query within that bound returns the true nearest ``k``.
         """
+        limit = Near(lon, lat, MAX_DISTANCE_M if max_metres is None else max_metres)  # validates the arguments
         if k <= 0:
             return []
-        Near(lon, lat, 0)  # validates the point
         with self._read() as conn:
             tables = self.registry.tables(conn, layer_id)
             bound = self._nearest_bound(conn, tables, lon, lat, k, where)
-        if bound is None:
-            return []
-        return self.within_distance(layer_id, lon, lat, bound * (1 + 1e-9) + 1e-6, where=where, limit=k)
+            if bound is None:
+                return []
+            near = Near(lon, lat, min(bound * (1 + 1e-9) + 1e-6, limit.metres))
+            query = FeatureQuery(near=near, where=where, order_by_distance=True, limit=k)
+            rows = conn.execute(feature_select(self.backend, tables, query)).all()
+            return features_from_rows(rows, selected_names(tables.definition, query))
 
     def _nearest_bound(
         self, conn: Connection, tables: LayerTables, lon: float, lat: float, k: int, where: Sequence[Condition]
@@ -232,7 +249,7 @@ class LayerStore:
         if order is not None:
             candidates = base.order_by(None).order_by(order).limit(k).subquery()
         else:
-            candidates = self._window_candidates(conn, table, base, lon, lat, k, distance)
+            candidates = self._window_candidates(conn, table, base, lon, lat, k)
         nearest = (
             sa.select(distance.label("d"))
             .where(table.c.fid.in_(sa.select(candidates.c.fid)))
@@ -250,7 +267,6 @@ class LayerStore:
         lon: float,
         lat: float,
         k: int,
-        distance: sa.ColumnElement[float],
     ) -> sa.Subquery:
         """Grow a search window until it holds ``k`` features (for backends with no KNN operator)."""
         radius = _NEAREST_START_M
@@ -376,7 +392,9 @@ class LayerStore:
         transaction; an existing layer must have that definition, unless the
         mode is ``replace``, which then redefines it (and drops its history).
         ``batches`` is consumed inside the transaction, so a validation error
-        in its last row still leaves the store exactly as it was.
+        in its last row still leaves the store exactly as it was. Rows are
+        stored in the order given; ``RowBatch.in_spatial_order`` makes that the
+        order of the map.
         """
         with self._write() as conn:
             tables, created = self._load_target(conn, layer_id, mode, definition)

@@ -6,7 +6,6 @@ new definition on its next request, with no restart.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import secrets
 import shutil
@@ -19,7 +18,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from layers.errors import ForbiddenError, InvalidInputError
-from layers.io.importer import import_file
+from layers.io.importer import ImportReport, import_file
 from layers.io.sources import ReadOptions
 from layers.model import IDENTIFIER, LayerDefinition, LayerPatch
 from layers.store import LayerStore, LoadMode
@@ -61,17 +60,6 @@ class LayerSummary(BaseModel):
 
     definition: LayerDefinition
     feature_count: int
-
-
-class ImportResult(BaseModel):
-    """What an import did."""
-
-    layer_id: str
-    created: bool
-    inserted: int
-    archived: int
-    source_crs: str
-    seconds: float
 
 
 StoreDep = Annotated[LayerStore, Depends(get_store)]
@@ -116,7 +104,7 @@ def admin_router() -> APIRouter:
         crs: Annotated[str | None, Form(description="Source CRS if the file has none, e.g. EPSG:9217.")] = None,
         encoding: Annotated[str | None, Form(description="Text encoding if not UTF-8, e.g. cp1258.")] = None,
         repair: Annotated[bool, Form(description="Repair invalid geometries instead of refusing.")] = False,
-    ) -> ImportResult:
+    ) -> ImportReport:
         if not IDENTIFIER_PATTERN.match(layer_id):
             raise InvalidInputError(f"'{layer_id}' is not a valid layer id (lowercase letters, digits, _)")
         name = Path(file.filename or "upload").name
@@ -125,10 +113,9 @@ def admin_router() -> APIRouter:
             path = Path(folder) / name
             with path.open("wb") as out:
                 shutil.copyfileobj(file.file, out, length=1 << 20)
-            report = import_file(
+            return import_file(
                 store, path, layer_id, mode=mode, options=ReadOptions(crs=crs, encoding=encoding), repair=repair
             )
-        return ImportResult(**dataclasses.asdict(report))
 
     @router.delete("/{layer_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=writer, summary="Drop a layer")
     def drop_layer(layer_id: str, store: StoreDep) -> Response:

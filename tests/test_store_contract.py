@@ -372,3 +372,27 @@ def test_within_distance_with_a_limit_returns_the_nearest(store: LayerStore) -> 
     found = store.within_distance("sensors", *CENTRE, 500, limit=10)
     assert [int(f.properties["value"]) for f in found] == list(np.argsort(distances)[:10])
     assert len(store.within_distance("sensors", *CENTRE, 20, limit=10)) == int((distances <= 20).sum())
+
+
+def test_migrations_create_what_the_models_describe(store: LayerStore) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
+    catalog = {"twin_layer", "twin_catalog"}
+    about_catalog = [d for d in differences if _table_of(d) in catalog]
+    assert about_catalog == []
+
+
+def _table_of(difference: object) -> str | None:
+    """The table an Alembic difference is about (layer and SpatiaLite tables are not in the models)."""
+    first = difference[0] if isinstance(difference, list) else difference
+    for item in first[1:]:  # type: ignore[index]
+        table = getattr(item, "table", item)
+        name = getattr(table, "name", None) if not isinstance(table, str) else table
+        if name:
+            return str(name)
+    return None

@@ -12,15 +12,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.features import BBox, Near
 from layers.geodesy import degree_bands, search_window
-from layers.store.tables import CATALOG_TABLES, SRID, LayerTables
+from layers.store.tables import SRID, LayerTables
 from layers.validation import RowBatch
 
 #: Execution option marking a connection that will write (SQLite begins it IMMEDIATE).
@@ -37,9 +40,11 @@ class SpatialBackend(ABC):
         """An engine whose connections are ready for spatial SQL."""
 
     def initialize(self, conn: Connection) -> None:
-        """Create what the store needs once per database: extensions and the catalog."""
-        for table in CATALOG_TABLES:
-            table.create(conn, checkfirst=True)
+        """Create what the store needs once per database: extensions, then the catalog's migrations."""
+        migrations = AlembicConfig()
+        migrations.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+        migrations.attributes["connection"] = conn
+        alembic_command.upgrade(migrations, "head")
 
     # --- expressions ---------------------------------------------------------
 

@@ -52,6 +52,8 @@ class PostGISBackend(SpatialBackend):
         )
 
     def initialize(self, conn: Connection) -> None:
+        # Workers starting together would race to create the catalog; one at a time.
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72622025)")
         has_postgis = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").first()
         if not has_postgis:
             try:

@@ -56,7 +56,11 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 
 class LayerRecord(SQLModel, table=True):
-    """A row of the catalog: the layer definition as JSON."""
+    """A row of the catalog: the layer definition as JSON.
+
+    The catalog tables are created and changed by the Alembic migrations in
+    ``layers/store/migrations``; these models are how the code reads them.
+    """
 
     __tablename__ = "twin_layer"
 
@@ -78,8 +82,6 @@ class CatalogVersion(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     version: int = 0
 
-
-CATALOG_TABLES = [LayerRecord.__table__, CatalogVersion.__table__]  # type: ignore[attr-defined]
 
 _COLUMN_TYPES: dict[FieldType, sa.types.TypeEngine[Any] | type[sa.types.TypeEngine[Any]]] = {
     FieldType.STRING: sa.Text,

@@ -67,14 +67,8 @@ def batch_from_features(
     layer: LayerDefinition,
     geometries: Sequence[BaseGeometry | None],
     properties: Sequence[Mapping[str, Any]],
-    *,
-    complete: bool = True,
 ) -> RowBatch:
-    """Validate features given as Python objects (the API's write path).
-
-    With ``complete`` false (a partial update) only the given properties are
-    checked and returned; required fields may be absent.
-    """
+    """Validate features given as Python objects (the API's write path); absent properties are null."""
     known = {f.name for f in layer.fields}
     for i, props in enumerate(properties, start=1):
         unknown = sorted(set(props) - known)
@@ -85,10 +79,9 @@ def batch_from_features(
                 f"layer '{layer.id}' has {', '.join(sorted(known)) or 'no fields'}",
                 row=i,
             )
-    names = [f.name for f in layer.fields] if complete else sorted({k for p in properties for k in p})
-    columns: dict[str, list[Any]] = {name: [p.get(name) for p in properties] for name in names}
+    columns: dict[str, list[Any]] = {f.name: [p.get(f.name) for p in properties] for f in layer.fields}
     geoms = validate_geometries(layer, np.asarray(geometries, dtype=object), first_row=1)
-    values = validate_columns(layer, columns, first_row=1, complete=complete)
+    values = validate_columns(layer, columns, first_row=1)
     return RowBatch(geoms, values, 1)
 
 
@@ -179,14 +172,11 @@ def validate_columns(
     columns: Mapping[str, pa.Array | pa.ChunkedArray | list[Any]],
     *,
     first_row: int,
-    complete: bool = True,
 ) -> dict[str, list[Any]]:
     """Coerce each column to its field's type; enforce ``required`` and ``choices``."""
     out: dict[str, list[Any]] = {}
     for field in layer.fields:
         if field.name not in columns:
-            if not complete:
-                continue
             if field.required:
                 raise InvalidInputError(f"required field '{field.name}' is missing", field=field.name)
             length = len(next(iter(columns.values()))) if columns else 0

@@ -146,17 +146,21 @@ def test_openapi_describes_the_admin_api(client: TestClient) -> None:
 
 def test_import_over_http(client: TestClient) -> None:
     csv = "Tên,so_nha,lon,lat\nTrần Hưng Đạo,12,109.22,13.77\nLê Lợi,5,109.21,13.76\n".encode()
-    done = client.post(
-        "/admin/layers/streets/import", files={"file": ("duong.csv", csv, "text/csv")}, headers=HEADERS
-    )
+    done = client.post("/admin/layers/streets/import", files={"file": ("duong.csv", csv, "text/csv")}, headers=HEADERS)
     assert done.status_code == 200, done.text
     assert done.json() | {"seconds": 0} == {
-        "layer_id": "streets", "created": True, "inserted": 2, "archived": 0, "source_crs": "EPSG:4326", "seconds": 0
+        "layer_id": "streets",
+        "created": True,
+        "inserted": 2,
+        "archived": 0,
+        "source_crs": "EPSG:4326",
+        "seconds": 0,
     }
-    bad = "ten,so_nha,lon,lat\nA,1,109.2,13.7\nB,hai,109.2,13.7\n".encode()
+    bad = b"ten,so_nha,lon,lat\nA,1,109.2,13.7\nB,hai,109.2,13.7\n"
     body = assert_problem(
-        client.post("/admin/layers/streets/import", files={"file": ("bad.csv", bad)}, data={"mode": "replace"},
-                    headers=HEADERS),
+        client.post(
+            "/admin/layers/streets/import", files={"file": ("bad.csv", bad)}, data={"mode": "replace"}, headers=HEADERS
+        ),
         400,
     )
     assert "feature 2: field 'so_nha' expects an integer, got 'hai'" in body["detail"]  # type: ignore[operator]

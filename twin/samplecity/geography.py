@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyproj
@@ -25,6 +26,8 @@ UTM_CRS = "EPSG:32649"
 LONLAT_DECIMALS = 7
 LAND_MARGIN_M = 1.0
 GEOD = pyproj.Geod(ellps="WGS84")
+
+GeometryOrArray = TypeVar("GeometryOrArray", np.ndarray, shapely.Geometry)
 
 _TO_UTM = pyproj.Transformer.from_crs("EPSG:4326", UTM_CRS, always_xy=True)
 _TO_LONLAT = pyproj.Transformer.from_crs(UTM_CRS, "EPSG:4326", always_xy=True)
@@ -44,21 +47,17 @@ def xy_to_lonlat(x: np.ndarray, y: np.ndarray, rounded: bool = True) -> tuple[np
     return lon, lat
 
 
-def geoms_to_utm(geoms: np.ndarray | shapely.Geometry) -> np.ndarray:
+def geoms_to_utm(geoms: GeometryOrArray) -> GeometryOrArray:
     return shapely.transform(geoms, lambda xy: np.column_stack(xy_to_utm(xy[:, 0], xy[:, 1])))
 
 
-def geoms_to_lonlat(geoms: np.ndarray | shapely.Geometry, rounded: bool = True) -> np.ndarray:
-    return shapely.transform(
-        geoms, lambda xy: np.column_stack(xy_to_lonlat(xy[:, 0], xy[:, 1], rounded=rounded))
-    )
+def geoms_to_lonlat(geoms: GeometryOrArray, rounded: bool = True) -> GeometryOrArray:
+    return shapely.transform(geoms, lambda xy: np.column_stack(xy_to_lonlat(xy[:, 0], xy[:, 1], rounded=rounded)))
 
 
 def geodesic_areas(polygons: Sequence[shapely.Geometry] | np.ndarray) -> np.ndarray:
     """Areas on the WGS84 ellipsoid; a projected area would be off by the UTM scale factor."""
-    return np.array(
-        [abs(GEOD.geometry_area_perimeter(poly)[0]) for poly in polygons], dtype=float
-    )
+    return np.array([abs(GEOD.geometry_area_perimeter(poly)[0]) for poly in polygons], dtype=float)
 
 
 def geodesic_track_lengths(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -95,7 +94,7 @@ class CityGeography:
     hills_utm: shapely.Geometry
     coastline_utm: shapely.Geometry  # land boundary facing the sea
     lagoon_shore_utm: shapely.Geometry  # land boundary facing the lagoon
-    rivers_utm: tuple[tuple[str, shapely.Geometry], ...]  # river parts on land
+    rivers_utm: tuple[tuple[str, shapely.Geometry], ...]  # river parts on (shrunken) land
 
     @property
     def land(self) -> shapely.Geometry:
@@ -111,18 +110,15 @@ def derive_geography(geo: Geography) -> CityGeography:
     land = geoms_to_utm(geo.land)
     lagoon = shapely.difference(geoms_to_utm(geo.lagoon.polygon), land)
     sea = shapely.difference(shapely.difference(geoms_to_utm(geo.sea_outline), land), lagoon)
-    rivers = tuple(
-        (river.name, shapely.intersection(geoms_to_utm(river.line), land)) for river in geo.rivers
-    )
+    land_inner = shapely.buffer(land, -LAND_MARGIN_M)
+    rivers = tuple((river.name, shapely.intersection(geoms_to_utm(river.line), land_inner)) for river in geo.rivers)
     river_beds = shapely.union_all([shapely.buffer(line, 15.0) for _, line in rivers])
     boundary = shapely.boundary(land)
-    hills = shapely.intersection(
-        shapely.union_all([geoms_to_utm(h.polygon) for h in geo.hills]), land
-    )
+    hills = shapely.intersection(shapely.union_all([geoms_to_utm(h.polygon) for h in geo.hills]), land)
     city = CityGeography(
         inputs=geo,
         land_utm=land,
-        land_inner_utm=shapely.buffer(land, -LAND_MARGIN_M),
+        land_inner_utm=land_inner,
         lagoon_utm=lagoon,
         sea_utm=sea,
         water_utm=shapely.union_all([sea, lagoon, river_beds]),

@@ -182,8 +182,7 @@ def load_inputs(inputs_dir: Path | None = None) -> SampleInputs:
         geography=_load_geography(folder / "geography.geojson"),
         wards=_load_wards(folder / "wards.csv"),
         streets=tuple(
-            StreetName(row["name"].strip(), row["tier"].strip())
-            for row in _read_csv(folder / "streets.csv")
+            StreetName(row["name"].strip(), row["tier"].strip()) for row in _read_csv(folder / "streets.csv")
         ),
         land_uses=_load_land_uses(folder / "land_use.csv"),
         road_classes=_load_road_classes(folder / "road_classes.json"),
@@ -239,9 +238,7 @@ def _load_geography(path: Path) -> Geography:
             NamedLine(f["properties"]["name"], geometry(f), f["properties"].get("road_class"))
             for f in by_role.get("arterial", [])
         ),
-        rivers=tuple(
-            NamedLine(f["properties"]["name"], geometry(f), None) for f in by_role.get("river", [])
-        ),
+        rivers=tuple(NamedLine(f["properties"]["name"], geometry(f), None) for f in by_role.get("river", [])),
     )
 
 
@@ -272,10 +269,7 @@ def _district(feature: dict[str, Any], polygon: shapely.Geometry) -> District:
 def _load_wards(path: Path) -> tuple[WardSpec, ...]:
     wards = []
     for row in _read_csv(path):
-        seeds = tuple(
-            (float(lon), float(lat))
-            for lon, lat in (item.split() for item in row["seeds"].split("|"))
-        )
+        seeds = tuple((float(lon), float(lat)) for lon, lat in (item.split() for item in row["seeds"].split("|")))
         wards.append(
             WardSpec(
                 code=row["code"].strip(),
@@ -360,15 +354,12 @@ def _load_sensor_kinds(path: Path) -> tuple[SensorKind, ...]:
 def _load_vessels(path: Path) -> VesselVocabulary:
     raw = _read_json(path)
     return VesselVocabulary(
-        home_ports=tuple(
-            HomePort(p["name"], float(p["weight"]), p["province_code"]) for p in raw["home_ports"]
-        ),
+        home_ports=tuple(HomePort(p["name"], float(p["weight"]), p["province_code"]) for p in raw["home_ports"]),
         name_first=tuple(raw["name_first"]),
         name_second=tuple(raw["name_second"]),
         named_share=float(raw["named_share"]),
         statuses=tuple(
-            VesselStatus(name, float(s["weight"]), _pair(s["speed_kn"]))
-            for name, s in raw["statuses"].items()
+            VesselStatus(name, float(s["weight"]), _pair(s["speed_kn"])) for name, s in raw["statuses"].items()
         ),
         length_m=_pair(raw["length_m"]),
     )

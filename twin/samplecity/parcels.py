@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 MAP_SHEET_M = 500.0  # a 1:1000 cadastral sheet covers about 500 m × 500 m
 METRES_PER_FLOOR = (3.3, 3.8)
+LOT_GAP_M = 0.1  # surveyed lots never share a boundary exactly once rounded to ~1 cm
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,12 @@ def build_parcels(
     right_f, right_b, left_f, left_b, row_of = _cut_rows(rows, districts, rng)
     depth = np.where(rows.special[row_of] | rows.rural[row_of], 1.0, rng.uniform(0.65, 1.0, len(row_of)))
     v_front = rows.v_front[row_of]
-    v_back = v_front + (rows.v_back[row_of] - v_front) * depth
-    # Shorter lots end part-way along the shared dividing line, so they still cannot overlap.
+    v_full = rows.v_back[row_of] - np.sign(rows.v_back[row_of] - v_front) * LOT_GAP_M / 2
+    v_back = v_front + (v_full - v_front) * depth
+    # Shorter lots end part-way along the shared dividing line; the small gap keeps
+    # their corner off the neighbour's edge once coordinates are rounded.
+    left_f, left_b = left_f + LOT_GAP_M / 2, left_b + LOT_GAP_M / 2
+    right_f, right_b = right_f - LOT_GAP_M / 2, right_b - LOT_GAP_M / 2
     left_bd = left_f + (left_b - left_f) * depth
     right_bd = right_f + (right_b - right_f) * depth
     u = np.column_stack([left_f, right_f, right_bd, left_bd, left_f])
@@ -80,9 +85,7 @@ def build_parcels(
     )
 
 
-def _cut_rows(
-    rows: BlockRows, districts: Sequence[District], rng: np.random.Generator
-) -> tuple[np.ndarray, ...]:
+def _cut_rows(rows: BlockRows, districts: Sequence[District], rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Dividing lines of every lot: (right front, right back, left front, left back, row index)."""
     district = rows.frame_index
     f_lo = np.array([d.frontage_m[0] for d in districts])[district]
@@ -175,12 +178,17 @@ def select_blocks(inventory: ParcelInventory, count: int, rng: np.random.Generat
 
 
 def parcel_attributes(
-    inventory: ParcelInventory, land_uses: Sequence[LandUse], wards: WardIndex, rng: np.random.Generator
+    inventory: ParcelInventory,
+    chosen: np.ndarray,
+    land_uses: Sequence[LandUse],
+    wards: WardIndex,
+    rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """Attributes of the full inventory, numbered the way a cadastral office would.
+    """Attributes of the ``chosen`` parcels, numbered the way a cadastral office would.
 
-    Numbers are given before any scaling subset, so a parcel keeps its
-    sheet and number whatever the scale.
+    Numbers and random attributes are drawn for the whole inventory before
+    the subset is taken, so a parcel keeps its sheet, number and height
+    whatever the scale.
     """
     by_code = {lu.code: lu for lu in land_uses}
     centroid = shapely.get_coordinates(shapely.centroid(inventory.geometry))
@@ -189,20 +197,20 @@ def parcel_attributes(
     if missing.any():
         ward[missing] = wards.nearest(centroid[missing, 0], centroid[missing, 1])
     sheet, number = _numbering(inventory, ward)
-    owners = [by_code[c].owner_types for c in inventory.land_use]
-    pick = rng.random(len(owners))
-    heights = inventory.floors * rng.uniform(*METRES_PER_FLOOR, len(owners))
+    pick = rng.random(len(inventory))
+    heights = inventory.floors * rng.uniform(*METRES_PER_FLOOR, len(inventory))
+    owners = [by_code[c].owner_types for c in inventory.land_use[chosen]]
     return pd.DataFrame(
         {
-            "parcel_no": number,
-            "map_sheet": sheet,
-            "land_use": inventory.land_use,
-            "land_use_name": [by_code[c].name for c in inventory.land_use],
-            "area_m2": np.round(geodesic_areas(inventory.geometry), 1),
-            "floors": inventory.floors,
-            "height_m": np.round(heights, 1),
-            "ward": wards.names[ward],
-            "owner_type": [o[int(p * len(o))] for o, p in zip(owners, pick)],
+            "parcel_no": number[chosen],
+            "map_sheet": sheet[chosen],
+            "land_use": inventory.land_use[chosen],
+            "land_use_name": [by_code[c].name for c in inventory.land_use[chosen]],
+            "area_m2": np.round(geodesic_areas(inventory.geometry[chosen]), 1),
+            "floors": inventory.floors[chosen],
+            "height_m": np.round(heights[chosen], 1),
+            "ward": wards.names[ward[chosen]],
+            "owner_type": [o[int(p * len(o))] for o, p in zip(owners, pick[chosen])],
         }
     )
 

@@ -71,6 +71,7 @@ class StreetTable:
     lanes: np.ndarray
     lit: np.ndarray
     rural: np.ndarray
+    district: np.ndarray  # index into the geography's districts, -1 for arterials
 
     def __len__(self) -> int:
         return len(self.geometry)
@@ -144,8 +145,7 @@ def build_network(
 ) -> StreetNetwork:
     regions = _district_regions(city)
     grids = [
-        _district_grid(district, region, road_classes, rng)
-        for district, region in zip(city.inputs.districts, regions)
+        _district_grid(district, region, road_classes, rng) for district, region in zip(city.inputs.districts, regions)
     ]
     arterial_names = {a.name for a in city.inputs.arterials}
     _name_grid_lines(grids, [s for s in street_names if s.name not in arterial_names], rng)
@@ -186,9 +186,7 @@ def _district_regions(city: CityGeography) -> list[shapely.Geometry]:
 def _district_grid(
     district: District, region: shapely.Geometry, classes: dict[str, RoadClass], rng: np.random.Generator
 ) -> _DistrictGrid:
-    bearing = (
-        bearing_of_line(district.align_line) if district.align_line else float(district.bearing_deg or 0.0)
-    )
+    bearing = bearing_of_line(district.align_line) if district.align_line else float(district.bearing_deg or 0.0)
     centroid = shapely.centroid(region)
     frame = GridFrame(float(centroid.x), float(centroid.y), bearing)
     xy = shapely.get_coordinates(region)
@@ -198,10 +196,12 @@ def _district_grid(
     long = _lines(district, v_coords, classes, rng)
     cross = _lines(district, u_coords, classes, rng)
     pad = 5.0
-    long.geometry = _clip(frame, region, np.full_like(v_coords, u.min() - pad), v_coords,
-                          np.full_like(v_coords, u.max() + pad), v_coords)
-    cross.geometry = _clip(frame, region, u_coords, np.full_like(u_coords, v.min() - pad),
-                           u_coords, np.full_like(u_coords, v.max() + pad))
+    long.geometry = _clip(
+        frame, region, np.full_like(v_coords, u.min() - pad), v_coords, np.full_like(v_coords, u.max() + pad), v_coords
+    )
+    cross.geometry = _clip(
+        frame, region, u_coords, np.full_like(u_coords, v.min() - pad), u_coords, np.full_like(u_coords, v.max() + pad)
+    )
     return _DistrictGrid(district, frame, region, long, cross)
 
 
@@ -213,16 +213,13 @@ def _line_positions(lo: float, hi: float, spacing: tuple[float, float], rng: np.
     return positions[positions < hi]
 
 
-def _lines(
-    district: District, coords: np.ndarray, classes: dict[str, RoadClass], rng: np.random.Generator
-) -> _Lines:
+def _lines(district: District, coords: np.ndarray, classes: dict[str, RoadClass], rng: np.random.Generator) -> _Lines:
     n = len(coords)
     index = np.arange(n)
     road_class = np.full(n, "residential", dtype=object)
-    if district.secondary_every > 0:
-        road_class[(index + int(rng.integers(district.secondary_every))) % district.secondary_every == 0] = "secondary"
-    if district.primary_every > 0:
-        road_class[(index + int(rng.integers(district.primary_every))) % district.primary_every == 0] = "primary"
+    for every, name in ((district.secondary_every, "secondary"), (district.primary_every, "primary")):
+        if every > 0:
+            road_class[(index + int(rng.integers(every))) % every == 0] = name
     width = np.empty(n)
     for name, spec in classes.items():
         mask = road_class == name
@@ -277,8 +274,8 @@ def _street_table(
     grids: list[_DistrictGrid], city: CityGeography, classes: dict[str, RoadClass], rng: np.random.Generator
 ) -> tuple[StreetTable, shapely.Geometry]:
     geoms: list[np.ndarray] = []
-    attrs: dict[str, list[np.ndarray]] = {k: [] for k in ("name", "road_class", "width_m", "lit", "rural")}
-    for grid in grids:
+    attrs: dict[str, list[np.ndarray]] = {k: [] for k in ("name", "road_class", "width_m", "lit", "rural", "district")}
+    for index, grid in enumerate(grids):
         for lines in (grid.long, grid.cross):
             parts, owner = shapely.get_parts(lines.geometry, return_index=True)
             keep = (shapely.get_type_id(parts) == 1) & (shapely.length(parts) >= MIN_PIECE_M)
@@ -289,6 +286,7 @@ def _street_table(
             attrs["width_m"].append(lines.width[owner])
             attrs["lit"].append(np.full(len(parts), grid.district.lit))
             attrs["rural"].append(np.full(len(parts), grid.district.kind == "rural"))
+            attrs["district"].append(np.full(len(parts), index))
     arterial_geoms = arterial_lines_utm(city.inputs.arterials, city.land_inner_utm)
     corridors = []
     for arterial, geom in zip(city.inputs.arterials, arterial_geoms):
@@ -302,18 +300,20 @@ def _street_table(
         attrs["width_m"].append(np.full(len(parts), width))
         attrs["lit"].append(np.full(len(parts), True))
         attrs["rural"].append(np.full(len(parts), False))
+        attrs["district"].append(np.full(len(parts), -1))
         corridors.append(shapely.buffer(geom, width / 2 + 1.5))
     corridors.extend(shapely.buffer(line, 20.0) for _, line in city.rivers_utm)
     road_class = np.concatenate(attrs["road_class"])
-    width = np.concatenate(attrs["width_m"])
+    widths = np.concatenate(attrs["width_m"])
     table = StreetTable(
         geometry=np.concatenate(geoms),
         name=np.concatenate(attrs["name"]),
         road_class=road_class,
-        width_m=width,
-        lanes=_lanes(road_class, width, classes),
+        width_m=widths,
+        lanes=_lanes(road_class, widths, classes),
         lit=np.concatenate(attrs["lit"]),
         rural=np.concatenate(attrs["rural"]),
+        district=np.concatenate(attrs["district"]),
     )
     return table, shapely.union_all(corridors)
 
@@ -333,8 +333,8 @@ def _intersections(grids: list[_DistrictGrid]) -> IntersectionTable:
     for grid in grids:
         if grid.district.kind != "urban":
             continue
-        i, j = np.meshgrid(np.arange(len(grid.cross.coord)), np.arange(len(grid.long.coord)), indexing="ij")
-        i, j = i.ravel(), j.ravel()
+        grid_i, grid_j = np.meshgrid(np.arange(len(grid.cross.coord)), np.arange(len(grid.long.coord)), indexing="ij")
+        i, j = grid_i.ravel(), grid_j.ravel()
         x, y = grid.frame.to_utm(grid.cross.coord[i], grid.long.coord[j])
         points = shapely.points(x, y)
         on_both = (shapely.distance(points, grid.cross.geometry[i]) < 0.5) & (
@@ -371,8 +371,8 @@ def _block_rows(grids: list[_DistrictGrid], rng: np.random.Generator) -> BlockRo
 
 def _grid_rows(grid: _DistrictGrid, frame_index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     long, cross = grid.long, grid.cross
-    i, j = np.meshgrid(np.arange(len(cross.coord) - 1), np.arange(len(long.coord) - 1), indexing="ij")
-    i, j = i.ravel(), j.ravel()
+    grid_i, grid_j = np.meshgrid(np.arange(len(cross.coord) - 1), np.arange(len(long.coord) - 1), indexing="ij")
+    i, j = grid_i.ravel(), grid_j.ravel()
     u_lo = cross.coord[i] + cross.width[i] / 2
     u_hi = cross.coord[i + 1] - cross.width[i + 1] / 2
     v_lo = long.coord[j] + long.width[j] / 2
@@ -396,10 +396,15 @@ def _grid_rows(grid: _DistrictGrid, frame_index: int, rng: np.random.Generator) 
         "v_front": np.concatenate([v_lo[sel_lo], v_hi[sel_hi], v_lo[sel_sp]]),
         "v_back": np.concatenate([mid[sel_lo], mid[sel_hi], v_hi[sel_sp]]),
         "fronts_primary": np.concatenate(
-            [long.road_class[j][sel_lo] == "primary", long.road_class[j + 1][sel_hi] == "primary",
-             np.zeros(sel_sp.sum(), dtype=bool)]
+            [
+                long.road_class[j][sel_lo] == "primary",
+                long.road_class[j + 1][sel_hi] == "primary",
+                np.zeros(sel_sp.sum(), dtype=bool),
+            ]
         ),
-        "special": np.concatenate([np.zeros(sel_lo.sum() + sel_hi.sum(), dtype=bool), np.ones(sel_sp.sum(), dtype=bool)]),
+        "special": np.concatenate(
+            [np.zeros(sel_lo.sum() + sel_hi.sum(), dtype=bool), np.ones(sel_sp.sum(), dtype=bool)]
+        ),
         "rural": np.full(sel_lo.sum() + sel_hi.sum() + sel_sp.sum(), rural),
     }
 

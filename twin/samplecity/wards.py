@@ -52,9 +52,7 @@ class WardIndex:
 
     def address_label(self, index: np.ndarray) -> np.ndarray:
         """'phường Lê Lợi, Quy Nhơn' for each ward index, as written in Vietnamese addresses."""
-        labels = np.array(
-            [f"{w.ward_type.lower()} {w.name}, {w.district}" for w in self.specs], dtype=object
-        )
+        labels = np.array([f"{w.ward_type.lower()} {w.name}, {w.district}" for w in self.specs], dtype=object)
         return labels[index]
 
 
@@ -107,9 +105,7 @@ def _reassign_orphans(polygons: list[shapely.Geometry], specs: Sequence[WardSpec
         for orphan in orphans:
             shared = np.array(
                 [
-                    shapely.length(shapely.intersection(orphan.boundary, other.boundary))
-                    if j != i
-                    else -1.0
+                    shapely.length(shapely.intersection(orphan.boundary, other.boundary)) if j != i else -1.0
                     for j, other in enumerate(polygons)
                 ]
             )

@@ -61,8 +61,18 @@ def postgres_server(tuning: dict[str, str] | None = None) -> Iterator[str]:
     try:
         subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"], **run)
         subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", f"-p {port} {options}",
-             "-l", str(root / "log"), "-w", "start"],
+            [
+                *as_user,
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                f"-p {port} {options}",
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+            ],
             **run,
         )
         psql = [*as_user, str(bin_dir / "psql"), "-h", str(root), "-p", str(port), "-U", "postgres", "-q"]

@@ -150,7 +150,7 @@ def import_command(
 
 def _import_with_progress(store: LayerStore, path: Path, layer_id: str, **kwargs: Any) -> ImportReport:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"{path.name} → {layer_id}", total=None)
 
         def inspected(info: SourceInfo) -> None:

@@ -396,3 +396,18 @@ def _table_of(difference: object) -> str | None:
         if name:
             return str(name)
     return None
+
+
+def test_extent(store: LayerStore) -> None:
+    store.create_layer(POINTS)
+    assert store.extent("sensors").bbox is None
+    store.insert_features(
+        "sensors",
+        [
+            sensor(1, Point(109.10, 13.60), observed_at="2026-01-01T00:00:00Z"),
+            sensor(2, Point(109.30, 13.90), observed_at="2026-06-01T00:00:00Z"),
+        ],
+    )
+    extent = store.extent("sensors")
+    assert extent.bbox == pytest.approx((109.10, 13.60, 109.30, 13.90), abs=1e-4)
+    assert extent.interval == (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))

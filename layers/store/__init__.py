@@ -1,5 +1,5 @@
 """The feature store: one contract, a SpatiaLite and a PostGIS backend."""
 
-from layers.store.store import LayerStore, LoadMode, LoadResult, backend_for
+from layers.store.store import LayerExtent, LayerStore, LoadMode, LoadResult, backend_for
 
-__all__ = ["LayerStore", "LoadMode", "LoadResult", "backend_for"]
+__all__ = ["LayerExtent", "LayerStore", "LoadMode", "LoadResult", "backend_for"]

@@ -151,6 +151,10 @@ class SpatialBackend(ABC):
         quote = conn.dialect.identifier_preparer.quote
         conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} DROP COLUMN {quote(name)}")
 
+    @abstractmethod
+    def spatial_extent(self, conn: Connection, table: sa.Table) -> tuple[float, float, float, float] | None:
+        """(west, south, east, north) of the table's geometries, cheaply: an estimate, not an exact box."""
+
     def analyze(self, conn: Connection, table: sa.Table) -> None:
         """Refresh planner statistics after a bulk change."""
         conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")

@@ -92,6 +92,29 @@ class PostGISBackend(SpatialBackend):
     def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
         return table.c.geom.op("<->")(self.point(lon, lat))
 
+    def spatial_extent(self, conn: Connection, table: sa.Table) -> tuple[float, float, float, float] | None:
+        """From the planner's statistics when ANALYZE has run (instant; it trails writes since), else by scanning."""
+        estimated = sa.func.ST_EstimatedExtent(table.name, "geom")
+        row = conn.execute(
+            sa.select(
+                sa.func.ST_XMin(estimated),
+                sa.func.ST_YMin(estimated),
+                sa.func.ST_XMax(estimated),
+                sa.func.ST_YMax(estimated),
+            )
+        ).one()
+        if row[0] is None:
+            extent = sa.select(sa.func.ST_Extent(table.c.geom).label("e")).subquery()
+            row = conn.execute(
+                sa.select(
+                    sa.func.ST_XMin(extent.c.e),
+                    sa.func.ST_YMin(extent.c.e),
+                    sa.func.ST_XMax(extent.c.e),
+                    sa.func.ST_YMax(extent.c.e),
+                )
+            ).one()
+        return None if row[0] is None else (row[0], row[1], row[2], row[3])
+
     def create_tables(self, conn: Connection, tables: LayerTables) -> None:
         tables.current.create(conn)
         tables.history.create(conn)

@@ -99,6 +99,21 @@ class SpatiaLiteBackend(SpatialBackend):
     def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
         return None
 
+    def spatial_extent(self, conn: Connection, table: sa.Table) -> tuple[float, float, float, float] | None:
+        """From the R*Tree's boxes (stored as float32, rounded outward): no geometry is decoded."""
+        rtree = sa.table(
+            f"idx_{table.name}_geom", sa.column("xmin"), sa.column("xmax"), sa.column("ymin"), sa.column("ymax")
+        )
+        row = conn.execute(
+            sa.select(
+                sa.func.min(rtree.c.xmin),
+                sa.func.min(rtree.c.ymin),
+                sa.func.max(rtree.c.xmax),
+                sa.func.max(rtree.c.ymax),
+            )
+        ).one()
+        return None if row[0] is None else (row[0], row[1], row[2], row[3])
+
     def create_tables(self, conn: Connection, tables: LayerTables) -> None:
         tables.current.create(conn)
         tables.history.create(conn)

@@ -48,6 +48,12 @@ class LoadResult:
     created: bool
 
 
+@dataclass(frozen=True)
+class LayerExtent:
+    bbox: tuple[float, float, float, float] | None
+    interval: tuple[Any, Any] | None
+
+
 def backend_for(url: str) -> SpatialBackend:
     """Pick the backend from the URL scheme."""
     from layers.store.postgis import PostGISBackend
@@ -144,6 +150,19 @@ class LayerStore:
         with self._read() as conn:
             tables = self.registry.tables(conn, layer_id)
             return int(conn.execute(count_select(self.backend, tables, query)).scalar_one())
+
+    def extent(self, layer_id: str) -> LayerExtent:
+        """Where and when the layer's features are: a bounding box and the span of its time field."""
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            bbox = self.backend.spatial_extent(conn, tables.current)
+            layer = tables.definition
+            interval = None
+            if layer.time_field is not None:
+                begins = tables.current.c[layer.time_field]
+                ends = tables.current.c[layer.end_time_field] if layer.end_time_field else begins
+                interval = tuple(conn.execute(sa.select(sa.func.min(begins), sa.func.max(ends))).one())
+        return LayerExtent(bbox, None if interval is None or interval[0] is None else interval)  # type: ignore[arg-type]
 
     def get_feature(self, layer_id: str, fid: int, as_of: datetime | None = None) -> Feature:
         with self._read() as conn:

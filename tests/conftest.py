@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from layers.store import LayerStore
@@ -62,3 +67,39 @@ def sqlite_store(tmp_path: Path) -> Iterator[LayerStore]:
     opened = LayerStore.open(f"sqlite:///{tmp_path / 'twin.sqlite'}")
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "TWIN_DATA_DIR": str(tmp_path / "var"), "TWIN_API_KEYS": '["k"]', "COLUMNS": "200"}
+
+
+@pytest.fixture
+def server(env: dict[str, str]) -> Iterator[str]:
+    """``twin serve`` with two workers in its own process, on a free port, with the store in ``env``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "twin", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            process.kill()
+            pytest.fail(f"server did not start: {process.stdout.read() if process.stdout else ''}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

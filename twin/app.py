@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from layers.errors import TwinError, UnavailableError
 from layers.store import LayerStore
+from ogc.features import FeaturesAPI
 from twin import __version__
 from twin.admin import admin_router, get_store
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
@@ -55,6 +56,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     if store is not None:
         app.state.store = store
     install_problem_handlers(app)
+    app.include_router(FeaturesAPI(get_store, title="Twin", description=DESCRIPTION).router)
     app.include_router(admin_router())
     _add_health(app)
     return app

@@ -1,0 +1,231 @@
+"""OGC API – Features, Part 1 (core, GeoJSON): landing page, collections and items.
+
+``FeaturesAPI`` is a small factory: it receives how to reach the store and
+registers thin handlers that parse parameters, ask the store and encode the
+answer. Items are paged with keyset cursors (``cursor`` in the ``next``
+link), so the thousandth page costs what the first does.
+"""
+
+# No "from __future__ import annotations" here: the handlers' annotations name
+# dependencies built per instance, which FastAPI must see as objects, not strings.
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from layers.errors import InvalidInputError, NotFoundError
+from layers.features import FeatureQuery
+from layers.model import LayerDefinition
+from layers.store import LayerStore
+from ogc.geojson import (
+    GEOJSON,
+    SCHEMA_JSON,
+    dumps,
+    encode_features,
+    feature_collection,
+    geometry_schema,
+    property_schemas,
+)
+from ogc.params import parse_bbox, parse_cursor, parse_datetime, parse_limit, parse_properties
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+]
+JSON = "application/json"
+
+
+def _link(href: str, rel: str, media_type: str, title: str | None = None) -> dict[str, str]:
+    link = {"href": href, "rel": rel, "type": media_type}
+    if title:
+        link["title"] = title
+    return link
+
+
+def _check_format(f: str | None) -> None:
+    if f not in (None, "json", "geojson"):
+        raise InvalidInputError(f"f: unsupported format {f!r}; this server answers json (HTML comes later)")
+
+
+class FeaturesAPI:
+    """The routes of OGC API – Features over a layer store."""
+
+    def __init__(self, get_store: Callable[..., LayerStore], title: str, description: str) -> None:
+        self.get_store = get_store
+        self.title = title
+        self.description = description
+        self.router = APIRouter(tags=["OGC API – Features"])
+        self._register()
+
+    def _register(self) -> None:
+        store_dep = Annotated[LayerStore, Depends(self.get_store)]
+        fmt = Annotated[str | None, Query(description="Output format: json (the default).")]
+
+        @self.router.get("/", summary="Landing page")
+        def landing(request: Request, f: fmt = None) -> dict[str, Any]:
+            _check_format(f)
+            base = str(request.base_url).rstrip("/")
+            return {
+                "title": self.title,
+                "description": self.description,
+                "links": [
+                    _link(f"{base}/", "self", JSON, "This document"),
+                    _link(
+                        f"{base}/openapi.json",
+                        "service-desc",
+                        "application/vnd.oai.openapi+json;version=3.1",
+                        "The API definition",
+                    ),
+                    _link(f"{base}/docs", "service-doc", "text/html", "The API documentation"),
+                    _link(f"{base}/conformance", "conformance", JSON, "Conformance classes"),
+                    _link(f"{base}/collections", "data", JSON, "The layers"),
+                ],
+            }
+
+        @self.router.get("/conformance", summary="Conformance classes this server implements")
+        def conformance(f: fmt = None) -> dict[str, list[str]]:
+            _check_format(f)
+            return {"conformsTo": CONFORMANCE}
+
+        @self.router.get("/collections", summary="The layers")
+        def collections(request: Request, store: store_dep, f: fmt = None) -> dict[str, Any]:
+            _check_format(f)
+            base = str(request.base_url).rstrip("/")
+            return {
+                "links": [_link(f"{base}/collections", "self", JSON)],
+                "collections": [self._collection(base, store, layer) for layer in store.list_layers()],
+            }
+
+        @self.router.get("/collections/{collection_id}", summary="One layer")
+        def collection(request: Request, collection_id: str, store: store_dep, f: fmt = None) -> dict[str, Any]:
+            _check_format(f)
+            return self._collection(str(request.base_url).rstrip("/"), store, store.get_layer(collection_id))
+
+        @self.router.get("/collections/{collection_id}/queryables", summary="Properties that filters can use")
+        def queryables(request: Request, collection_id: str, store: store_dep) -> JSONResponse:
+            layer = store.get_layer(collection_id)
+            base = str(request.base_url).rstrip("/")
+            document = self._schema(base, layer, "queryables")
+            return JSONResponse(document, media_type=SCHEMA_JSON)
+
+        @self.router.get("/collections/{collection_id}/schema", summary="The schema of the layer's features")
+        def schema(request: Request, collection_id: str, store: store_dep) -> JSONResponse:
+            layer = store.get_layer(collection_id)
+            document = self._schema(str(request.base_url).rstrip("/"), layer, "schema")
+            return JSONResponse(document, media_type=SCHEMA_JSON)
+
+        @self.router.get(
+            "/collections/{collection_id}/items",
+            summary="Features of a layer, a page at a time",
+            response_class=StreamingResponse,
+            responses={200: {"content": {GEOJSON: {}}}},
+        )
+        def items(
+            request: Request,
+            collection_id: str,
+            store: store_dep,
+            limit: Annotated[int | None, Query(description="Features per page (1–10,000; default 10).")] = None,
+            bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in CRS84.")] = None,
+            datetime_: Annotated[
+                str | None, Query(alias="datetime", description="An instant or an interval start/end ('..' open).")
+            ] = None,
+            properties: Annotated[str | None, Query(description="Comma-separated properties to return.")] = None,
+            cursor: Annotated[str | None, Query(description="Where the page starts; from a next link.")] = None,
+            f: fmt = None,
+        ) -> StreamingResponse:
+            _check_format(f)
+            layer = store.get_layer(collection_id)
+            page_size = parse_limit(limit)
+            query = FeatureQuery(
+                bbox=parse_bbox(bbox),
+                time=parse_datetime(datetime_, layer),
+                properties=parse_properties(properties, layer),
+                after_id=parse_cursor(cursor),
+                limit=page_size + 1,
+            )
+            found = store.query(collection_id, query)
+            page = found[:page_size]
+            url = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}/items"
+            links = [
+                _link(f"{url}?{urlencode(request.query_params)}" if request.query_params else url, "self", GEOJSON)
+            ]
+            if len(found) > page_size:
+                params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+                params["cursor"] = str(page[-1].id)
+                links.append(_link(f"{url}?{urlencode(params)}", "next", GEOJSON, "Next page"))
+            members = {
+                "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "numberReturned": len(page),
+                "links": links,
+            }
+            return StreamingResponse(feature_collection(page, members), media_type=GEOJSON)
+
+        @self.router.get(
+            "/collections/{collection_id}/items/{feature_id}",
+            summary="One feature",
+            response_class=Response,
+            responses={200: {"content": {GEOJSON: {}}}},
+        )
+        def item(request: Request, collection_id: str, feature_id: str, store: store_dep, f: fmt = None) -> Response:
+            _check_format(f)
+            store.get_layer(collection_id)
+            if not feature_id.isdigit():
+                raise NotFoundError(f"collection '{collection_id}' has no feature {feature_id!r}")
+            feature = store.get_feature(collection_id, int(feature_id))
+            base = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}"
+            links = [
+                _link(f"{base}/items/{feature.id}", "self", GEOJSON),
+                _link(base, "collection", JSON, "The layer"),
+            ]
+            body = encode_features([feature])[0][:-1] + f',"links":{dumps(links)}}}'
+            return Response(body, media_type=GEOJSON, headers={"ETag": f'"{feature.id}-{feature.version}"'})
+
+    def _collection(self, base: str, store: LayerStore, layer: LayerDefinition) -> dict[str, Any]:
+        url = f"{base}/collections/{layer.id}"
+        extent = store.extent(layer.id)
+        document: dict[str, Any] = {
+            "id": layer.id,
+            "title": layer.title,
+            "itemType": "feature",
+            "crs": [CRS84],
+            "links": [
+                _link(url, "self", JSON),
+                _link(f"{url}/items", "items", GEOJSON, "The features"),
+                _link(f"{url}/schema", "describedby", SCHEMA_JSON, "The schema of the features"),
+                _link(
+                    f"{url}/queryables",
+                    "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                    SCHEMA_JSON,
+                    "Properties that filters can use",
+                ),
+            ],
+            "twin:kind": layer.kind.value,
+        }
+        if layer.description:
+            document["description"] = layer.description
+        spatial = {"bbox": [list(extent.bbox)], "crs": CRS84} if extent.bbox else None
+        temporal = {"interval": [[_instant(v) for v in extent.interval]]} if extent.interval else None
+        if spatial or temporal:
+            document["extent"] = {k: v for k, v in (("spatial", spatial), ("temporal", temporal)) if v}
+        return document
+
+    def _schema(self, base: str, layer: LayerDefinition, kind: str) -> dict[str, Any]:
+        properties: dict[str, Any] = {"geometry": geometry_schema(layer), **property_schemas(layer)}
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"{base}/collections/{layer.id}/{kind}",
+            "type": "object",
+            "title": layer.title,
+            "properties": properties,
+            "additionalProperties": kind != "queryables",
+        }
+
+
+def _instant(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else str(value)

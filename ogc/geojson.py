@@ -1,0 +1,75 @@
+"""GeoJSON and JSON Schema documents for features and layers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import shapely
+
+from layers.features import Feature
+from layers.model import FieldType, LayerDefinition
+
+GEOJSON = "application/geo+json"
+SCHEMA_JSON = "application/schema+json"
+
+_FIELD_SCHEMAS: dict[FieldType, dict[str, str]] = {
+    FieldType.STRING: {"type": "string"},
+    FieldType.INTEGER: {"type": "integer"},
+    FieldType.NUMBER: {"type": "number"},
+    FieldType.BOOLEAN: {"type": "boolean"},
+    FieldType.DATE: {"type": "string", "format": "date"},
+    FieldType.DATETIME: {"type": "string", "format": "date-time"},
+}
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def dumps(document: object) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def encode_features(features: Sequence[Feature]) -> list[str]:
+    """Each feature as GeoJSON text; geometries are encoded in one vectorized call."""
+    geometries = shapely.to_geojson([f.geometry for f in features]) if features else []
+    return [
+        f'{{"type":"Feature","id":{f.id},"geometry":{geometry},"properties":{dumps(f.properties)}}}'
+        for f, geometry in zip(features, geometries, strict=True)
+    ]
+
+
+def feature_collection(features: Sequence[Feature], members: dict[str, Any]) -> Iterator[str]:
+    """A FeatureCollection in chunks, so a large page is sent while it is still being encoded."""
+    head = dumps({"type": "FeatureCollection", **members})
+    yield head[:-1] + ',"features":['
+    for start in range(0, len(features), 1000):
+        chunk = encode_features(features[start : start + 1000])
+        yield ("," if start else "") + ",".join(chunk)
+    yield "]}"
+
+
+def property_schemas(layer: LayerDefinition, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    schemas: dict[str, dict[str, Any]] = {}
+    for field in layer.fields:
+        if names is not None and field.name not in names:
+            continue
+        schema: dict[str, Any] = dict(_FIELD_SCHEMAS[field.type])
+        if field.title:
+            schema["title"] = field.title
+        if field.description:
+            schema["description"] = field.description
+        if field.choices:
+            schema["enum"] = list(field.choices)
+        schemas[field.name] = schema
+    return schemas
+
+
+def geometry_schema(layer: LayerDefinition) -> dict[str, Any]:
+    kind = layer.geometry_type.value.lower()
+    return {"format": f"geometry-{'any' if kind == 'geometry' else kind}", "x-ogc-role": "primary-geometry"}

@@ -1,0 +1,94 @@
+"""Query parameters of OGC API – Features, parsed into the domain's ``FeatureQuery``.
+
+Every parser raises ``InvalidInputError`` naming the parameter, which the app
+turns into a 400 problem document.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from layers.errors import InvalidInputError
+from layers.features import BBox, TimeRange
+from layers.model import LayerDefinition
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 10_000
+
+
+def parse_bbox(text: str | None) -> BBox | None:
+    """``minx,miny,maxx,maxy`` in CRS84; a 6-number 3D box drops its heights."""
+    if text is None:
+        return None
+    try:
+        numbers = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InvalidInputError(f"bbox: expected 4 numbers separated by commas, got {text!r}") from None
+    if len(numbers) == 6:
+        numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+    if len(numbers) != 4:
+        raise InvalidInputError(f"bbox: expected 4 (or 6) numbers, got {len(numbers)}")
+    try:
+        return BBox(*numbers)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"bbox: {exc.detail}") from None
+
+
+def parse_datetime(text: str | None, layer: LayerDefinition) -> TimeRange | None:
+    """An instant or an interval (``start/end``, either side may be ``..`` or empty)."""
+    if text is None:
+        return None
+    if layer.time_field is None:
+        raise InvalidInputError(f"datetime: collection '{layer.id}' has no time field to filter on")
+    parts = text.split("/")
+    if len(parts) == 1:
+        instant = _instant(parts[0])
+        return TimeRange(instant, instant)
+    if len(parts) != 2:
+        raise InvalidInputError(f"datetime: expected an instant or start/end, got {text!r}")
+    start, end = (None if p in ("", "..") else _instant(p) for p in parts)
+    if start is not None and end is not None and start > end:
+        raise InvalidInputError("datetime: the interval ends before it starts")
+    return TimeRange(start, end)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(f"datetime: {text!r} is not an RFC 3339 date-time") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def parse_limit(value: int | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    if value < 1:
+        raise InvalidInputError("limit: must be at least 1")
+    return min(value, MAX_LIMIT)
+
+
+def parse_properties(text: str | None, layer: LayerDefinition) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if layer.field(n) is None]
+    if unknown:
+        raise InvalidInputError(
+            f"properties: collection '{layer.id}' has no propert{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(map(repr, unknown))}"
+        )
+    return names
+
+
+def parse_cursor(text: str | None) -> int | None:
+    """The keyset cursor of a ``next`` link: the id after which the page starts."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link") from None
+    if value < 0:
+        raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link")
+    return value

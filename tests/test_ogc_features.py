@@ -1,0 +1,205 @@
+"""OGC API – Features core: the documents, paging, parameters, and real clients (GDAL, OWSLib)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyogrio
+import pytest
+from fastapi.testclient import TestClient
+from shapely.geometry import Point
+
+from layers.features import FeatureInput
+from layers.model import LayerDefinition
+from layers.store import LayerStore
+from twin.app import create_app
+from twin.settings import TwinSettings
+
+STREETS = LayerDefinition.model_validate(
+    {
+        "id": "lights",
+        "title": "Đèn đường Quy Nhơn",
+        "kind": "infrastructure",
+        "geometry_type": "Point",
+        "fields": [
+            {"name": "road", "type": "string", "title": "Tuyến đường"},
+            {"name": "power_w", "type": "integer"},
+            {"name": "status", "type": "string", "choices": ["on", "off", "fault"]},
+            {"name": "installed_at", "type": "datetime"},
+        ],
+        "time_field": "installed_at",
+    }
+)
+ROADS = ["Trần Hưng Đạo", "Lê Hồng Phong", "Nguyễn Huệ", "Xuân Diệu"]
+
+
+@pytest.fixture
+def populated(store: LayerStore) -> LayerStore:
+    store.create_layer(STREETS)
+    store.insert_features(
+        "lights",
+        [
+            FeatureInput(
+                Point(109.20 + i * 0.001, 13.76 + (i % 7) * 0.001),
+                {
+                    "road": ROADS[i % 4],
+                    "power_w": 100 + i,
+                    "status": ["on", "off", "fault"][i % 3],
+                    "installed_at": f"2026-{1 + i % 12:02d}-15T08:00:00+07:00",
+                },
+            )
+            for i in range(57)
+        ],
+    )
+    return store
+
+
+@pytest.fixture
+def client(populated: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(TwinSettings(data_dir=tmp_path), store=populated)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_landing_conformance_and_collections(client: TestClient) -> None:
+    landing = client.get("/").json()
+    rels = {link["rel"]: link for link in landing["links"]}
+    assert {"self", "service-desc", "conformance", "data"} <= set(rels)
+    assert client.get(rels["conformance"]["href"]).json()["conformsTo"] == [
+        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    ]
+    [collection] = client.get("/collections").json()["collections"]
+    assert collection["id"] == "lights" and collection["title"] == "Đèn đường Quy Nhơn"
+    assert collection["itemType"] == "feature"
+    bbox = collection["extent"]["spatial"]["bbox"][0]
+    assert bbox == pytest.approx([109.20, 13.76, 109.256, 13.766], abs=1e-4)
+    assert collection["extent"]["temporal"]["interval"][0][0].startswith("2026-01-15T01:00:00")
+    schema = client.get("/collections/lights/schema").json()
+    assert schema["properties"]["status"] == {"type": "string", "enum": ["on", "off", "fault"]}
+    assert schema["properties"]["road"]["title"] == "Tuyến đường"
+    queryables = client.get("/collections/lights/queryables")
+    assert queryables.headers["content-type"] == "application/schema+json"
+    assert queryables.json()["properties"]["installed_at"] == {"type": "string", "format": "date-time"}
+
+
+def test_paging_with_next_links_visits_every_feature_once(client: TestClient) -> None:
+    url: str | None = "/collections/lights/items?limit=10"
+    seen: list[int] = []
+    pages = 0
+    while url:
+        response = client.get(url)
+        assert response.headers["content-type"] == "application/geo+json"
+        body = response.json()
+        assert body["type"] == "FeatureCollection" and body["numberReturned"] == len(body["features"])
+        seen += [f["id"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+        pages += 1
+    assert pages == 6 and len(seen) == 57 and len(set(seen)) == 57
+
+
+def test_bbox_datetime_and_properties(client: TestClient) -> None:
+    body = client.get("/collections/lights/items", params={"bbox": "109.2045,13.75,109.2105,13.77"}).json()
+    assert [f["properties"]["power_w"] for f in body["features"]] == [105, 106, 107, 108, 109, 110]
+    june = client.get(
+        "/collections/lights/items", params={"datetime": "2026-06-01T00:00:00Z/2026-06-30T00:00:00Z", "limit": 100}
+    ).json()
+    assert {f["properties"]["installed_at"][:7] for f in june["features"]} == {"2026-06"}
+    assert len(june["features"]) == 5
+    slim = client.get("/collections/lights/items", params={"properties": "road", "limit": 1}).json()
+    assert slim["features"][0]["properties"] == {"road": "Trần Hưng Đạo"}
+
+
+def test_single_feature(client: TestClient) -> None:
+    first = client.get("/collections/lights/items?limit=1").json()["features"][0]
+    response = client.get(f"/collections/lights/items/{first['id']}")
+    assert response.headers["content-type"] == "application/geo+json"
+    assert response.headers["etag"] == f'"{first["id"]}-1"'
+    feature = response.json()
+    assert feature["properties"] == first["properties"] and feature["geometry"] == first["geometry"]
+    assert {link["rel"] for link in feature["links"]} == {"self", "collection"}
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "detail"),
+    [
+        ("/collections/nowhere", 404, "layer 'nowhere' does not exist"),
+        ("/collections/nowhere/items", 404, "does not exist"),
+        ("/collections/lights/items/99999", 404, "has no feature 99999"),
+        ("/collections/lights/items/abc", 404, "has no feature 'abc'"),
+        ("/collections/lights/items?bbox=1,2,3", 400, "bbox: expected 4 (or 6) numbers"),
+        ("/collections/lights/items?bbox=200,0,210,10", 400, "bbox: bbox longitudes"),
+        ("/collections/lights/items?datetime=yesterday", 400, "datetime: 'yesterday' is not an RFC 3339"),
+        ("/collections/lights/items?limit=0", 400, "limit: must be at least 1"),
+        ("/collections/lights/items?limit=many", 400, "query.limit"),
+        ("/collections/lights/items?properties=colour", 400, "no property 'colour'"),
+        ("/collections/lights/items?cursor=x", 400, "cursor"),
+        ("/collections/lights/items?f=html", 400, "unsupported format"),
+    ],
+)
+def test_bad_requests_get_problem_documents(client: TestClient, url: str, status: int, detail: str) -> None:
+    response = client.get(url)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert detail in str(response.json())
+
+
+def test_limit_is_capped(client: TestClient) -> None:
+    assert client.get("/collections/lights/items?limit=1000000").json()["numberReturned"] == 57
+
+
+# --- real clients against a live server -----------------------------------------------------
+
+
+@pytest.fixture
+def live(server: str, env: dict[str, str], tmp_path: Path) -> str:
+    """A running server holding the sample city at a small scale."""
+    done = subprocess.run(
+        [sys.executable, "-m", "twin", "samples", "--scale", "0.01"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return server
+
+
+@pytest.mark.skipif(
+    shutil.which("ogrinfo") is None, reason="GDAL's ogrinfo is not installed (apt-get install gdal-bin)"
+)
+def test_gdal_reads_every_collection(live: str, tmp_path: Path) -> None:
+    layers = httpx.get(f"{live}/admin/layers").json()
+    env = {**os.environ, "GDAL_HTTP_TIMEOUT": "30"}
+    for layer in layers:
+        out = subprocess.run(
+            ["ogrinfo", "-ro", "-so", f"OAPIF:{live}/", layer["id"]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        ).stdout
+        expected = httpx.get(f"{live}/admin/layers/{layer['id']}").json()["feature_count"]
+        assert f"Feature Count: {expected}" in out, out
+        for field in layer["fields"]:
+            assert f"{field['name']}:" in out
+    copy = tmp_path / "wards.gpkg"
+    subprocess.run(["ogr2ogr", "-f", "GPKG", str(copy), f"OAPIF:{live}/", "wards"], check=True, env=env, timeout=120)
+    copied = pyogrio.read_dataframe(copy)
+    assert len(copied) == httpx.get(f"{live}/admin/layers/wards").json()["feature_count"]
+    assert "Ghềnh Ráng" in set(copied["name"])
+
+
+def test_owslib_reads_collections_items_and_queryables(live: str) -> None:
+    from owslib.ogcapi.features import Features
+
+    api = Features(live)
+    ids = [c["id"] for c in api.collections()["collections"]]
+    assert "parcels" in ids and "vessels" in ids
+    page = api.collection_items("incidents", bbox=[109.0, 13.5, 109.4, 14.0], limit=5)
+    assert page["numberReturned"] == 5 and all(f["geometry"]["type"] == "Point" for f in page["features"])
+    fid = page["features"][0]["id"]
+    assert api.collection_item("incidents", fid)["id"] == fid
+    assert "urgency" in api.collection_queryables("incidents")["properties"]

@@ -54,8 +54,15 @@ def _check_format(f: str | None) -> None:
 class FeaturesAPI:
     """The routes of OGC API – Features over a layer store."""
 
-    def __init__(self, get_store: Callable[..., LayerStore], title: str, description: str) -> None:
+    def __init__(
+        self,
+        get_store: Callable[..., LayerStore],
+        title: str,
+        description: str,
+        extra_conformance: list[str] | None = None,
+    ) -> None:
         self.get_store = get_store
+        self.conformance = [*CONFORMANCE, *(extra_conformance or [])]
         self.title = title
         self.description = description
         self.router = APIRouter(tags=["OGC API – Features"])
@@ -89,7 +96,7 @@ class FeaturesAPI:
         @self.router.get("/conformance", summary="Conformance classes this server implements")
         def conformance(f: fmt = None) -> dict[str, list[str]]:
             _check_format(f)
-            return {"conformsTo": CONFORMANCE}
+            return {"conformsTo": self.conformance}
 
         @self.router.get("/collections", summary="The layers")
         def collections(request: Request, store: store_dep, f: fmt = None) -> dict[str, Any]:

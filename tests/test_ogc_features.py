@@ -74,6 +74,8 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
     assert client.get(rels["conformance"]["href"]).json()["conformsTo"] == [
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+        "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+        "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
     ]
     [collection] = client.get("/collections").json()["collections"]
     assert collection["id"] == "lights" and collection["title"] == "Đèn đường Quy Nhơn"
@@ -203,3 +205,72 @@ def test_owslib_reads_collections_items_and_queryables(live: str) -> None:
     fid = page["features"][0]["id"]
     assert api.collection_item("incidents", fid)["id"] == fid
     assert "urgency" in api.collection_queryables("incidents")["properties"]
+
+
+# --- Part 4: transactions ---------------------------------------------------------------------
+
+KEY = {"X-API-Key": "k"}
+
+
+@pytest.fixture
+def writer(populated: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(TwinSettings(data_dir=tmp_path, api_keys=["k"]), store=populated)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def new_light(**properties: object) -> dict[str, object]:
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [109.221, 13.771]},
+        "properties": {"road": "Ngô Mây", "power_w": 150, "status": "on", **properties},
+    }
+
+
+def test_create_read_replace_patch_delete(writer: TestClient, populated: LayerStore) -> None:
+    created = writer.post("/collections/lights/items", json=new_light(), headers=KEY)
+    assert created.status_code == 201
+    location = created.headers["location"]
+    fid = int(location.rsplit("/", 1)[1])
+    assert writer.get(location).json()["properties"]["road"] == "Ngô Mây"
+    tag = writer.get(location).headers["etag"]
+
+    replaced = writer.put(location, json=new_light(road="Lê Lợi", power_w=90), headers={**KEY, "If-Match": tag})
+    assert replaced.status_code == 204 and replaced.headers["etag"] != tag
+    stale = writer.put(location, json=new_light(), headers={**KEY, "If-Match": tag})
+    assert stale.status_code == 412 and stale.headers["content-type"] == "application/problem+json"
+
+    patched = writer.patch(location, json={"properties": {"status": "fault", "power_w": None}}, headers=KEY)
+    assert patched.status_code == 204
+    after = writer.get(location).json()["properties"]
+    assert after == {"road": "Lê Lợi", "power_w": None, "status": "fault", "installed_at": None}
+    assert [v.version for v in populated.history("lights", fid)] == [1, 2, 3]  # every change kept
+
+    assert writer.delete(location, headers={**KEY, "If-Match": tag}).status_code == 412
+    assert writer.delete(location, headers=KEY).status_code == 204
+    assert writer.get(location).status_code == 404
+    assert len(populated.history("lights", fid)) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({**new_light(), "geometry": {"type": "LineString", "coordinates": [[109, 13], [109.1, 13.1]]}}, "LineString"),
+        (new_light(status="broken"), "must be one of on, off, fault"),
+        (new_light(power_w="lots"), "field 'power_w' expects an integer"),
+        (new_light(colour="red"), "unknown property 'colour'"),
+        ({"type": "FeatureCollection", "features": []}, "must be a GeoJSON Feature"),
+        ({**new_light(), "geometry": {"type": "Point"}}, "geometry: not a GeoJSON geometry"),
+    ],
+)
+def test_invalid_writes_name_the_problem(writer: TestClient, body: dict[str, object], detail: str) -> None:
+    before = writer.get("/collections/lights/items?limit=1000").json()["numberReturned"]
+    response = writer.post("/collections/lights/items", json=body, headers=KEY)
+    assert response.status_code == 400 and detail in response.json()["detail"]
+    assert writer.get("/collections/lights/items?limit=1000").json()["numberReturned"] == before
+
+
+def test_writes_need_an_api_key(writer: TestClient) -> None:
+    assert writer.post("/collections/lights/items", json=new_light()).status_code == 403
+    assert writer.delete("/collections/lights/items/1").status_code == 403
+    assert writer.get("/collections/lights/items/1").status_code == 200

@@ -13,8 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from layers.errors import TwinError, UnavailableError
 from layers.store import LayerStore
 from ogc.features import FeaturesAPI
+from ogc.transactions import CONFORMANCE as TRANSACTIONS
+from ogc.transactions import FeatureTransactionsAPI
 from twin import __version__
-from twin.admin import admin_router, get_store
+from twin.admin import admin_router, get_store, require_api_key
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
 
@@ -56,7 +58,9 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     if store is not None:
         app.state.store = store
     install_problem_handlers(app)
-    app.include_router(FeaturesAPI(get_store, title="Twin", description=DESCRIPTION).router)
+    features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=TRANSACTIONS)
+    app.include_router(features.router)
+    app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router)
     app.include_router(admin_router())
     _add_health(app)
     return app

@@ -20,6 +20,8 @@ from layers.errors import InvalidInputError, NotFoundError
 from layers.features import FeatureQuery
 from layers.model import LayerDefinition
 from layers.store import LayerStore
+from ogc.crs import CONFORMANCE as CRS_CONFORMANCE
+from ogc.crs import CRS84, SUPPORTED, parse_crs
 from ogc.geojson import (
     GEOJSON,
     SCHEMA_JSON,
@@ -31,10 +33,10 @@ from ogc.geojson import (
 )
 from ogc.params import parse_bbox, parse_cursor, parse_datetime, parse_limit, parse_properties
 
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    *CRS_CONFORMANCE,
 ]
 JSON = "application/json"
 
@@ -142,13 +144,16 @@ class FeaturesAPI:
             ] = None,
             properties: Annotated[str | None, Query(description="Comma-separated properties to return.")] = None,
             cursor: Annotated[str | None, Query(description="Where the page starts; from a next link.")] = None,
+            crs: Annotated[str | None, Query(description="CRS of the answer's coordinates (a URI).")] = None,
+            bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="CRS of bbox (a URI).")] = None,
             f: fmt = None,
         ) -> StreamingResponse:
             _check_format(f)
             layer = store.get_layer(collection_id)
             page_size = parse_limit(limit)
+            output_crs = parse_crs(crs)
             query = FeatureQuery(
-                bbox=parse_bbox(bbox),
+                bbox=parse_bbox(bbox, bbox_crs),
                 time=parse_datetime(datetime_, layer),
                 properties=parse_properties(properties, layer),
                 after_id=parse_cursor(cursor),
@@ -169,7 +174,11 @@ class FeaturesAPI:
                 "numberReturned": len(page),
                 "links": links,
             }
-            return StreamingResponse(feature_collection(page, members), media_type=GEOJSON)
+            return StreamingResponse(
+                feature_collection(page, members, output_crs),
+                media_type=GEOJSON,
+                headers={"Content-Crs": f"<{output_crs}>"},
+            )
 
         @self.router.get(
             "/collections/{collection_id}/items/{feature_id}",
@@ -177,8 +186,16 @@ class FeaturesAPI:
             response_class=Response,
             responses={200: {"content": {GEOJSON: {}}}},
         )
-        def item(request: Request, collection_id: str, feature_id: str, store: store_dep, f: fmt = None) -> Response:
+        def item(
+            request: Request,
+            collection_id: str,
+            feature_id: str,
+            store: store_dep,
+            crs: Annotated[str | None, Query(description="CRS of the answer's coordinates (a URI).")] = None,
+            f: fmt = None,
+        ) -> Response:
             _check_format(f)
+            output_crs = parse_crs(crs)
             store.get_layer(collection_id)
             if not feature_id.isdigit():
                 raise NotFoundError(f"collection '{collection_id}' has no feature {feature_id!r}")
@@ -188,8 +205,9 @@ class FeaturesAPI:
                 _link(f"{base}/items/{feature.id}", "self", GEOJSON),
                 _link(base, "collection", JSON, "The layer"),
             ]
-            body = encode_features([feature])[0][:-1] + f',"links":{dumps(links)}}}'
-            return Response(body, media_type=GEOJSON, headers={"ETag": f'"{feature.id}-{feature.version}"'})
+            body = encode_features([feature], output_crs)[0][:-1] + f',"links":{dumps(links)}}}'
+            headers = {"ETag": f'"{feature.id}-{feature.version}"', "Content-Crs": f"<{output_crs}>"}
+            return Response(body, media_type=GEOJSON, headers=headers)
 
     def _collection(self, base: str, store: LayerStore, layer: LayerDefinition) -> dict[str, Any]:
         url = f"{base}/collections/{layer.id}"
@@ -198,7 +216,8 @@ class FeaturesAPI:
             "id": layer.id,
             "title": layer.title,
             "itemType": "feature",
-            "crs": [CRS84],
+            "crs": SUPPORTED,
+            "storageCrs": CRS84,
             "links": [
                 _link(url, "self", JSON),
                 _link(f"{url}/items", "items", GEOJSON, "The features"),

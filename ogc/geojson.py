@@ -11,6 +11,7 @@ import shapely
 
 from layers.features import Feature
 from layers.model import FieldType, LayerDefinition
+from ogc.crs import CRS84, reproject
 
 GEOJSON = "application/geo+json"
 SCHEMA_JSON = "application/schema+json"
@@ -35,21 +36,21 @@ def dumps(document: object) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
-def encode_features(features: Sequence[Feature]) -> list[str]:
-    """Each feature as GeoJSON text; geometries are encoded in one vectorized call."""
-    geometries = shapely.to_geojson([f.geometry for f in features]) if features else []
+def encode_features(features: Sequence[Feature], crs: str = CRS84) -> list[str]:
+    """Each feature as GeoJSON text, coordinates in ``crs``; geometries are encoded in one vectorized call."""
+    geometries = shapely.to_geojson(reproject([f.geometry for f in features], crs)) if features else []
     return [
         f'{{"type":"Feature","id":{f.id},"geometry":{geometry},"properties":{dumps(f.properties)}}}'
         for f, geometry in zip(features, geometries, strict=True)
     ]
 
 
-def feature_collection(features: Sequence[Feature], members: dict[str, Any]) -> Iterator[str]:
+def feature_collection(features: Sequence[Feature], members: dict[str, Any], crs: str = CRS84) -> Iterator[str]:
     """A FeatureCollection in chunks, so a large page is sent while it is still being encoded."""
     head = dumps({"type": "FeatureCollection", **members})
     yield head[:-1] + ',"features":['
     for start in range(0, len(features), 1000):
-        chunk = encode_features(features[start : start + 1000])
+        chunk = encode_features(features[start : start + 1000], crs)
         yield ("," if start else "") + ",".join(chunk)
     yield "]}"
 

@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from layers.errors import InvalidInputError
 from layers.features import BBox, TimeRange
 from layers.model import LayerDefinition
+from ogc.crs import bbox_to_crs84, parse_crs
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
 
 
-def parse_bbox(text: str | None) -> BBox | None:
-    """``minx,miny,maxx,maxy`` in CRS84; a 6-number 3D box drops its heights."""
+def parse_bbox(text: str | None, bbox_crs: str | None = None) -> BBox | None:
+    """Four numbers in ``bbox-crs`` (CRS84 by default, in its axis order); a 6-number 3D box drops its heights."""
+    crs = parse_crs(bbox_crs, "bbox-crs")
     if text is None:
         return None
     try:
@@ -29,7 +31,7 @@ def parse_bbox(text: str | None) -> BBox | None:
     if len(numbers) != 4:
         raise InvalidInputError(f"bbox: expected 4 (or 6) numbers, got {len(numbers)}")
     try:
-        return BBox(*numbers)
+        return BBox(*bbox_to_crs84((numbers[0], numbers[1], numbers[2], numbers[3]), crs))
     except InvalidInputError as exc:
         raise InvalidInputError(f"bbox: {exc.detail}") from None
 

@@ -74,6 +74,7 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
     assert client.get(rels["conformance"]["href"]).json()["conformsTo"] == [
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
         "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+        "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
         "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
         "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
     ]
@@ -274,3 +275,39 @@ def test_writes_need_an_api_key(writer: TestClient) -> None:
     assert writer.post("/collections/lights/items", json=new_light()).status_code == 403
     assert writer.delete("/collections/lights/items/1").status_code == 403
     assert writer.get("/collections/lights/items/1").status_code == 200
+
+
+# --- Part 2: coordinate reference systems ----------------------------------------------------
+
+EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
+
+
+@pytest.mark.parametrize("code", ["9217", "3405", "3406", "3857", "4756"])
+def test_points_in_vn2000_and_back_land_within_a_centimetre(client: TestClient, code: str) -> None:
+    from pyproj import Geod, Transformer
+
+    stored = client.get("/collections/lights/items?limit=5").json()["features"]
+    response = client.get(f"/collections/lights/items?limit=5&crs={EPSG}{code}")
+    assert response.headers["content-crs"] == f"<{EPSG}{code}>"
+    back = Transformer.from_crs(f"EPSG:{code}", "OGC:CRS84")
+    for original, projected in zip(stored, response.json()["features"], strict=True):
+        lon, lat = back.transform(*projected["geometry"]["coordinates"])
+        x, y = original["geometry"]["coordinates"]
+        assert Geod(ellps="WGS84").inv(x, y, lon, lat)[2] < 0.01
+
+
+def test_epsg_4326_is_latitude_first_and_bbox_crs(client: TestClient) -> None:
+    plain = client.get("/collections/lights/items?limit=1").json()["features"][0]["geometry"]["coordinates"]
+    swapped = client.get(f"/collections/lights/items?limit=1&crs={EPSG}4326").json()
+    assert swapped["features"][0]["geometry"]["coordinates"] == pytest.approx(plain[::-1])
+    in_lat_lon = client.get(
+        "/collections/lights/items", params={"bbox": "13.75,109.2045,13.77,109.2105", "bbox-crs": f"{EPSG}4326"}
+    ).json()
+    assert [f["properties"]["power_w"] for f in in_lat_lon["features"]] == [105, 106, 107, 108, 109, 110]
+    collection = client.get("/collections/lights").json()
+    assert f"{EPSG}9217" in collection["crs"] and collection["storageCrs"].endswith("CRS84")
+
+
+def test_unknown_crs_is_refused(client: TestClient) -> None:
+    response = client.get(f"/collections/lights/items?crs={EPSG}2154")
+    assert response.status_code == 400 and "is not offered" in response.json()["detail"]

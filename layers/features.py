@@ -7,7 +7,7 @@ one SQL statement per backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -126,6 +126,8 @@ class FeatureQuery:
     limit: int | None = None
     after_id: int | None = None
     order_by_distance: bool = False
+    #: A CQL2 filter in its standard JSON form (``{"op": ..., "args": [...]}``).
+    filter: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 0:

@@ -31,12 +31,21 @@ from ogc.geojson import (
     geometry_schema,
     property_schemas,
 )
-from ogc.params import parse_bbox, parse_cursor, parse_datetime, parse_limit, parse_properties
+from ogc.params import parse_bbox, parse_cursor, parse_datetime, parse_filter, parse_limit, parse_properties
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     *CRS_CONFORMANCE,
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ]
 JSON = "application/json"
 
@@ -146,6 +155,11 @@ class FeaturesAPI:
             cursor: Annotated[str | None, Query(description="Where the page starts; from a next link.")] = None,
             crs: Annotated[str | None, Query(description="CRS of the answer's coordinates (a URI).")] = None,
             bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="CRS of bbox (a URI).")] = None,
+            filter_: Annotated[str | None, Query(alias="filter", description="A CQL2 filter.")] = None,
+            filter_lang: Annotated[
+                str | None, Query(alias="filter-lang", description="cql2-text (the default) or cql2-json.")
+            ] = None,
+            filter_crs: Annotated[str | None, Query(alias="filter-crs", description="CRS84 only.")] = None,
             f: fmt = None,
         ) -> StreamingResponse:
             _check_format(f)
@@ -157,6 +171,7 @@ class FeaturesAPI:
                 time=parse_datetime(datetime_, layer),
                 properties=parse_properties(properties, layer),
                 after_id=parse_cursor(cursor),
+                filter=parse_filter(filter_, filter_lang, filter_crs),
                 limit=page_size + 1,
             )
             found = store.query(collection_id, query)

@@ -7,11 +7,14 @@ turns into a 400 problem document.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+import cql2
 
 from layers.errors import InvalidInputError
 from layers.features import BBox, TimeRange
 from layers.model import LayerDefinition
-from ogc.crs import bbox_to_crs84, parse_crs
+from ogc.crs import CRS84, bbox_to_crs84, parse_crs
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
@@ -94,3 +97,24 @@ def parse_cursor(text: str | None) -> int | None:
     if value < 0:
         raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link")
     return value
+
+
+FILTER_LANGUAGES = ("cql2-text", "cql2-json")
+
+
+def parse_filter(text: str | None, language: str | None, filter_crs: str | None) -> dict[str, Any] | None:
+    """A CQL2 filter (text or JSON) as its JSON tree, parsed by the ``cql2`` library."""
+    if text is None:
+        return None
+    if parse_crs(filter_crs, "filter-crs") != CRS84:
+        raise InvalidInputError("filter-crs: filters take coordinates in CRS84 only, for now")
+    language = language or "cql2-text"
+    if language not in FILTER_LANGUAGES:
+        raise InvalidInputError(f"filter-lang: {language!r} is not one of {', '.join(FILTER_LANGUAGES)}")
+    try:
+        expression = cql2.parse_text(text.strip()) if language == "cql2-text" else cql2.parse_json(text)
+    except (ValueError, cql2.ParseError) as exc:
+        first = str(exc).strip().splitlines()
+        raise InvalidInputError(f"filter: not valid {language}: {' '.join(line.strip() for line in first)}") from None
+    tree: dict[str, Any] = expression.to_json()
+    return tree

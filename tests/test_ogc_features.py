@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -311,3 +312,70 @@ def test_epsg_4326_is_latitude_first_and_bbox_crs(client: TestClient) -> None:
 def test_unknown_crs_is_refused(client: TestClient) -> None:
     response = client.get(f"/collections/lights/items?crs={EPSG}2154")
     assert response.status_code == 400 and "is not offered" in response.json()["detail"]
+
+
+# --- Part 3: CQL2 filters ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cql2", "expected"),
+    [
+        ("power_w > 150", list(range(151, 157))),
+        ("150 < power_w", list(range(151, 157))),
+        ("power_w BETWEEN 110 AND 112", [110, 111, 112]),
+        ("power_w IN (100, 103, 999)", [100, 103]),
+        ("road = 'Xuân Diệu' AND power_w < 115", [103, 107, 111]),
+        ("road LIKE 'Lê%' AND NOT power_w >= 110", [101, 105, 109]),
+        ("status = 'fault' AND power_w <= 108", [102, 105, 108]),
+        ("power_w > 110.5 AND power_w < 113", [111, 112]),
+        ("S_INTERSECTS(geometry, BBOX(109.2045, 13.75, 109.2105, 13.77))", [105, 106, 107, 108, 109, 110]),
+        (
+            "S_WITHIN(geometry, POLYGON((109.2045 13.75, 109.2075 13.75, 109.2075 13.77, 109.2045 13.77, "
+            "109.2045 13.75)))",
+            [105, 106, 107],
+        ),
+        ("installed_at > TIMESTAMP('2026-12-01T00:00:00Z')", [111, 123, 135, 147]),
+        ("road IS NULL", []),
+    ],
+)
+def test_cql2_text_filters(client: TestClient, cql2: str, expected: list[int]) -> None:
+    body = client.get("/collections/lights/items", params={"filter": cql2, "limit": 100}).json()
+    assert sorted(f["properties"]["power_w"] for f in body["features"]) == expected
+
+
+def test_cql2_json_filter_and_paging_keep_the_filter(client: TestClient) -> None:
+    tree = json.dumps(
+        {
+            "op": "and",
+            "args": [
+                {"op": ">=", "args": [{"property": "power_w"}, 120]},
+                {"op": "=", "args": [{"property": "status"}, "on"]},
+            ],
+        }
+    )
+    url: str | None = f"/collections/lights/items?filter-lang=cql2-json&limit=3&filter={tree}"
+    seen: list[int] = []
+    while url:
+        body = client.get(url).json()
+        seen += [f["properties"]["power_w"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+    assert sorted(seen) == [p for p in range(120, 157) if (p - 100) % 3 == 0]
+
+
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({"filter": "power_w >"}, "filter: not valid cql2-text"),
+        ({"filter": "colour = 'red'"}, "has no property 'colour'"),
+        ({"filter": "power_w = 'lots'"}, "field 'power_w' expects an integer"),
+        ({"filter": "power_w = 1; DROP TABLE l_lights"}, "filter: not valid cql2-text"),
+        ({"filter": "road = 'x'", "filter-lang": "sql"}, "filter-lang"),
+        ({"filter": "{not json", "filter-lang": "cql2-json"}, "not valid cql2-json"),
+        ({"filter": "T_INTERSECTS(installed_at, INTERVAL('2026-01-01', '2026-02-01'))"}, "is not supported"),
+    ],
+)
+def test_bad_filters_are_refused_by_name(client: TestClient, params: dict[str, str], detail: str) -> None:
+    response = client.get("/collections/lights/items", params=params)
+    assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
+    assert detail in response.json()["detail"]
+    assert client.get("/collections/lights/items?limit=100").json()["numberReturned"] == 57

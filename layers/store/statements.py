@@ -16,6 +16,7 @@ from layers.errors import InvalidInputError
 from layers.features import Condition, Feature, FeatureQuery, Op
 from layers.model import FieldType, LayerDefinition
 from layers.store.backend import SpatialBackend
+from layers.store.filters import FilterCompiler
 from layers.store.tables import LayerTables, UTCDateTime
 from layers.validation import coerce_value
 
@@ -113,6 +114,8 @@ def _filters(
     filters.extend(condition_clause(layer, table, c) for c in query.where)
     if query.time is not None:
         filters.extend(_time_clauses(layer, table, query.time.start, query.time.end))
+    if query.filter is not None:
+        filters.append(FilterCompiler(backend, layer, table).compile(query.filter))
     filters.extend(make(table) for make in extra)
     return filters
 

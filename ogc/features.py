@@ -50,6 +50,10 @@ CONFORMANCE = [
 JSON = "application/json"
 
 
+class SchemaResponse(JSONResponse):
+    media_type = SCHEMA_JSON
+
+
 def _link(href: str, rel: str, media_type: str, title: str | None = None) -> dict[str, str]:
     link = {"href": href, "rel": rel, "type": media_type}
     if title:
@@ -123,18 +127,28 @@ class FeaturesAPI:
             _check_format(f)
             return self._collection(str(request.base_url).rstrip("/"), store, store.get_layer(collection_id))
 
-        @self.router.get("/collections/{collection_id}/queryables", summary="Properties that filters can use")
+        @self.router.get(
+            "/collections/{collection_id}/queryables",
+            summary="Properties that filters can use",
+            response_class=SchemaResponse,
+            responses={200: {"content": {SCHEMA_JSON: {"schema": {"type": "object"}}}}},
+        )
         def queryables(request: Request, collection_id: str, store: store_dep) -> JSONResponse:
             layer = store.get_layer(collection_id)
             base = str(request.base_url).rstrip("/")
             document = self._schema(base, layer, "queryables")
-            return JSONResponse(document, media_type=SCHEMA_JSON)
+            return SchemaResponse(document)
 
-        @self.router.get("/collections/{collection_id}/schema", summary="The schema of the layer's features")
+        @self.router.get(
+            "/collections/{collection_id}/schema",
+            summary="The schema of the layer's features",
+            response_class=SchemaResponse,
+            responses={200: {"content": {SCHEMA_JSON: {"schema": {"type": "object"}}}}},
+        )
         def schema(request: Request, collection_id: str, store: store_dep) -> JSONResponse:
             layer = store.get_layer(collection_id)
             document = self._schema(str(request.base_url).rstrip("/"), layer, "schema")
-            return JSONResponse(document, media_type=SCHEMA_JSON)
+            return SchemaResponse(document)
 
         @self.router.get(
             "/collections/{collection_id}/items",

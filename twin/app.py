@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
 
 from layers.errors import TwinError, UnavailableError
 from layers.store import LayerStore
@@ -58,12 +59,33 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     if store is not None:
         app.state.store = store
     install_problem_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=TRANSACTIONS)
-    app.include_router(features.router)
-    app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router)
+    app.include_router(features.router, responses=ERRORS)  # type: ignore[arg-type]
+    app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
     _add_health(app)
     return app
+
+
+ERRORS = {code: PROBLEM_SCHEMA for code in (400, 404)}
+WRITE_ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, saying what the server really does: bad input is a 400 problem, not a 422."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", PROBLEM_SCHEMA)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        document.get("components", {}).get("schemas", {}).pop(unused, None)
+    app.openapi_schema = document
+    return document
 
 
 def _add_health(app: FastAPI) -> None:

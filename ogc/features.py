@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from layers.errors import InvalidInputError, NotFoundError
-from layers.features import FeatureQuery
+from layers.features import Condition, FeatureQuery, Op
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from ogc.crs import CONFORMANCE as CRS_CONFORMANCE
@@ -40,6 +40,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
     "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
@@ -48,6 +49,12 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ]
 JSON = "application/json"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+OPENAPI_30 = "application/vnd.oai.openapi+json;version=3.0"
+#: Every query parameter /items understands; anything else is a 400, as OGC API – Features requires.
+ITEMS_PARAMETERS = frozenset(
+    {"limit", "bbox", "datetime", "properties", "cursor", "crs", "bbox-crs", "filter", "filter-lang", "filter-crs", "f"}
+)
 
 
 class SchemaResponse(JSONResponse):
@@ -59,6 +66,11 @@ def _link(href: str, rel: str, media_type: str, title: str | None = None) -> dic
     if title:
         link["title"] = title
     return link
+
+
+def _link_header(links: list[dict[str, str]]) -> str:
+    """The links again as an RFC 8288 ``Link`` header, for clients that read headers only."""
+    return ", ".join(f'<{link["href"]}>; rel="{link["rel"]}"; type="{link["type"]}"' for link in links)
 
 
 def _check_format(f: str | None) -> None:
@@ -96,12 +108,7 @@ class FeaturesAPI:
                 "description": self.description,
                 "links": [
                     _link(f"{base}/", "self", JSON, "This document"),
-                    _link(
-                        f"{base}/openapi.json",
-                        "service-desc",
-                        "application/vnd.oai.openapi+json;version=3.1",
-                        "The API definition",
-                    ),
+                    _link(f"{base}/api", "service-desc", OPENAPI_30, "The API definition (OpenAPI 3.0)"),
                     _link(f"{base}/docs", "service-doc", "text/html", "The API documentation"),
                     _link(f"{base}/conformance", "conformance", JSON, "Conformance classes"),
                     _link(f"{base}/collections", "data", JSON, "The layers"),
@@ -178,6 +185,19 @@ class FeaturesAPI:
         ) -> StreamingResponse:
             _check_format(f)
             layer = store.get_layer(collection_id)
+            queryable = {f.name for f in layer.fields}
+            unknown = sorted(set(request.query_params) - ITEMS_PARAMETERS - queryable)
+            if unknown:
+                raise InvalidInputError(
+                    f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                    f"items take {', '.join(sorted(ITEMS_PARAMETERS))} and the queryables of '{layer.id}'"
+                )
+            # Part 3 "queryables as query parameters": ?road=Ngô Mây means road = 'Ngô Mây'.
+            equalities = [
+                Condition(name, Op.EQ, request.query_params[name])
+                for name in sorted(queryable)
+                if name in request.query_params
+            ]
             page_size = parse_limit(limit)
             output_crs = parse_crs(crs)
             query = FeatureQuery(
@@ -186,13 +206,17 @@ class FeaturesAPI:
                 properties=parse_properties(properties, layer),
                 after_id=parse_cursor(cursor),
                 filter=parse_filter(filter_, filter_lang, filter_crs),
+                where=equalities,
                 limit=page_size + 1,
             )
             found = store.query(collection_id, query)
             page = found[:page_size]
             url = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}/items"
+            collection_url = url.removesuffix("/items")
             links = [
-                _link(f"{url}?{urlencode(request.query_params)}" if request.query_params else url, "self", GEOJSON)
+                _link(f"{url}?{urlencode(request.query_params)}" if request.query_params else url, "self", GEOJSON),
+                _link(collection_url, "collection", JSON, "The layer"),
+                _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
             ]
             if len(found) > page_size:
                 params = {k: v for k, v in request.query_params.items() if k != "cursor"}
@@ -206,7 +230,7 @@ class FeaturesAPI:
             return StreamingResponse(
                 feature_collection(page, members, output_crs),
                 media_type=GEOJSON,
-                headers={"Content-Crs": f"<{output_crs}>"},
+                headers={"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)},
             )
 
         @self.router.get(
@@ -253,7 +277,7 @@ class FeaturesAPI:
                 _link(f"{url}/schema", "describedby", SCHEMA_JSON, "The schema of the features"),
                 _link(
                     f"{url}/queryables",
-                    "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                    QUERYABLES_REL,
                     SCHEMA_JSON,
                     "Properties that filters can use",
                 ),

@@ -81,6 +81,7 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
         f"{spec}ogcapi-features-3/1.0/conf/filter",
         f"{spec}ogcapi-features-3/1.0/conf/features-filter",
         f"{spec}ogcapi-features-3/1.0/conf/queryables",
+        f"{spec}ogcapi-features-3/1.0/conf/queryables-query-parameters",
         f"{spec}cql2/1.0/conf/cql2-text",
         f"{spec}cql2/1.0/conf/cql2-json",
         f"{spec}cql2/1.0/conf/basic-cql2",
@@ -390,3 +391,58 @@ def test_bad_filters_are_refused_by_name(client: TestClient, params: dict[str, s
     assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
     assert detail in response.json()["detail"]
     assert client.get("/collections/lights/items?limit=100").json()["numberReturned"] == 57
+
+
+def test_unknown_query_parameters_are_refused(client: TestClient) -> None:
+    response = client.get("/collections/lights/items?ooga=booga")
+    assert response.status_code == 400 and "unknown query parameter 'ooga'" in response.json()["detail"]
+
+
+def test_api_is_valid_openapi_30_and_lists_each_collections_properties(client: TestClient) -> None:
+    from openapi_spec_validator import validate
+
+    landing = client.get("/").json()
+    [desc] = [link for link in landing["links"] if link["rel"] == "service-desc"]
+    assert desc["type"] == "application/vnd.oai.openapi+json;version=3.0"
+    response = client.get(desc["href"])
+    assert response.headers["content-type"] == desc["type"]
+    document = response.json()
+    validate(document)  # raises on anything OpenAPI 3.0 does not allow
+    assert document["openapi"] == "3.0.3"
+    assert "/collections/lights/items" in document["paths"]
+    feature = document["components"]["schemas"]["lights_feature"]["properties"]["properties"]["properties"]
+    assert set(feature) == {"road", "power_w", "status", "installed_at"}
+    assert feature["status"]["enum"] == ["on", "off", "fault"]
+    assert "400" in document["paths"]["/collections/{collection_id}/items"]["get"]["responses"]
+
+
+OGCTESTS_VENV = Path(__file__).resolve().parents[1] / ".venv-ogctests"
+
+
+def _ogctests_python() -> Path:
+    """ogctests pins httpx<0.28 and pytest<9, so it lives in a venv of its own, made on first use."""
+    python = OGCTESTS_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(OGCTESTS_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "ogctests==0.1.15"], check=True, timeout=600)
+    return python
+
+
+def test_ogc_test_suite_core(live: str) -> None:
+    result = subprocess.run(
+        [str(_ogctests_python()), "-m", "ogctests", "features/core", "-i", live],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=OGCTESTS_VENV,
+    )
+    summary = result.stdout.strip().splitlines()[-1]
+    assert "failed" not in summary and "error" not in summary and "29 passed" in summary, result.stdout[-3000:]
+
+
+def test_queryables_as_query_parameters_and_link_header(client: TestClient) -> None:
+    response = client.get("/collections/lights/items", params={"road": "Xuân Diệu", "status": "on", "limit": 100})
+    assert sorted(f["properties"]["power_w"] for f in response.json()["features"]) == [103, 115, 127, 139, 151]
+    assert 'rel="http://www.opengis.net/def/rel/ogc/1.0/queryables"' in response.headers["link"]
+    bad = client.get("/collections/lights/items", params={"power_w": "lots"})
+    assert bad.status_code == 400 and "expects an integer" in bad.json()["detail"]

@@ -10,14 +10,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 
 from layers.errors import TwinError, UnavailableError
 from layers.store import LayerStore
 from ogc.features import FeaturesAPI
+from ogc.openapi import with_collections
 from ogc.transactions import CONFORMANCE as TRANSACTIONS
 from ogc.transactions import FeatureTransactionsAPI
 from twin import __version__
 from twin.admin import admin_router, get_store, require_api_key
+from twin.openapi30 import OPENAPI_30, downgrade
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
 
@@ -65,6 +68,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
     _add_health(app)
+    _add_api_document(app)
     return app
 
 
@@ -86,6 +90,23 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         document.get("components", {}).get("schemas", {}).pop(unused, None)
     app.openapi_schema = document
     return document
+
+
+def _add_api_document(app: FastAPI) -> None:
+    @app.get(
+        "/api",
+        tags=["OGC API – Features"],
+        summary="This API's definition, as OpenAPI 3.0",
+        response_class=OpenAPI30Response,
+        responses={200: {"content": {OPENAPI_30: {"schema": {"type": "object"}}}}},
+    )
+    def api(request: Request) -> OpenAPI30Response:
+        layers = get_store(request).list_layers()
+        return OpenAPI30Response(with_collections(downgrade(app.openapi()), layers))
+
+
+class OpenAPI30Response(JSONResponse):
+    media_type = OPENAPI_30
 
 
 def _add_health(app: FastAPI) -> None:

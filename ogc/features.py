@@ -50,6 +50,8 @@ CONFORMANCE = [
 ]
 JSON = "application/json"
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+#: Up to this many matches, the first page says exactly how many there are (numberMatched).
+COUNT_CAP = 10_000
 OPENAPI_30 = "application/vnd.oai.openapi+json;version=3.0"
 #: Every query parameter /items understands; anything else is a 400, as OGC API – Features requires.
 ITEMS_PARAMETERS = frozenset(
@@ -222,11 +224,16 @@ class FeaturesAPI:
                 params = {k: v for k, v in request.query_params.items() if k != "cursor"}
                 params["cursor"] = str(page[-1].id)
                 links.append(_link(f"{url}?{urlencode(params)}", "next", GEOJSON, "Next page"))
-            members = {
+            members: dict[str, Any] = {
                 "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 "numberReturned": len(page),
                 "links": links,
             }
+            if query.after_id is None:
+                # Exact when cheap: first pages only, and only when the database can stop counting early.
+                matched = len(page) if len(found) <= page_size else store.count_up_to(collection_id, query, COUNT_CAP)
+                if matched is not None:
+                    members["numberMatched"] = matched
             return StreamingResponse(
                 feature_collection(page, members, output_crs),
                 media_type=GEOJSON,

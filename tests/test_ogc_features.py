@@ -446,3 +446,15 @@ def test_queryables_as_query_parameters_and_link_header(client: TestClient) -> N
     assert 'rel="http://www.opengis.net/def/rel/ogc/1.0/queryables"' in response.headers["link"]
     bad = client.get("/collections/lights/items", params={"power_w": "lots"})
     assert bad.status_code == 400 and "expects an integer" in bad.json()["detail"]
+
+
+def test_number_matched_when_cheap(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = client.get("/collections/lights/items", params={"limit": 10, "filter": "power_w >= 120"}).json()
+    assert first["numberMatched"] == 37 and first["numberReturned"] == 10
+    following = next(link["href"] for link in first["links"] if link["rel"] == "next")
+    assert "numberMatched" not in client.get(following).json()  # later pages do not count again
+    import ogc.features
+
+    monkeypatch.setattr(ogc.features, "COUNT_CAP", 20)
+    assert "numberMatched" not in client.get("/collections/lights/items?limit=10").json()  # too many to count
+    assert client.get("/collections/lights/items?limit=100").json()["numberMatched"] == 57  # one page: no count

@@ -60,9 +60,14 @@ def feature_select(
     return stmt
 
 
-def count_select(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery) -> sa.Select[Any]:
-    inner = feature_select(backend, tables, replace(query, limit=None, order_by_distance=False))
-    return sa.select(sa.func.count()).select_from(inner.order_by(None).subquery())
+def count_select(
+    backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, cap: int | None = None
+) -> sa.Select[Any]:
+    """COUNT of the matching rows; with ``cap``, the database stops after ``cap + 1`` of them."""
+    inner = feature_select(backend, tables, replace(query, limit=None, order_by_distance=False)).order_by(None)
+    if cap is not None:
+        inner = inner.limit(cap + 1)
+    return sa.select(sa.func.count()).select_from(inner.subquery())
 
 
 def _property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list[str]:

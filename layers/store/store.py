@@ -151,6 +151,13 @@ class LayerStore:
             tables = self.registry.tables(conn, layer_id)
             return int(conn.execute(count_select(self.backend, tables, query)).scalar_one())
 
+    def count_up_to(self, layer_id: str, query: FeatureQuery, cap: int) -> int | None:
+        """The exact count if it is at most ``cap``, else None: a count that stays cheap on big layers."""
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            found = int(conn.execute(count_select(self.backend, tables, query, cap)).scalar_one())
+        return found if found <= cap else None
+
     def extent(self, layer_id: str) -> LayerExtent:
         """Where and when the layer's features are: a bounding box and the span of its time field."""
         with self._read() as conn:

@@ -23,8 +23,10 @@ from layers.store import LayerStore
 from ogc.crs import CONFORMANCE as CRS_CONFORMANCE
 from ogc.crs import CRS84, SUPPORTED, parse_crs
 from ogc.geojson import (
+    CSV,
     GEOJSON,
     SCHEMA_JSON,
+    csv_rows,
     dumps,
     encode_features,
     feature_collection,
@@ -163,7 +165,7 @@ class FeaturesAPI:
             "/collections/{collection_id}/items",
             summary="Features of a layer, a page at a time",
             response_class=StreamingResponse,
-            responses={200: {"content": {GEOJSON: {}}}},
+            responses={200: {"content": {GEOJSON: {}, CSV: {}}}},
         )
         def items(
             request: Request,
@@ -183,9 +185,10 @@ class FeaturesAPI:
                 str | None, Query(alias="filter-lang", description="cql2-text (the default) or cql2-json.")
             ] = None,
             filter_crs: Annotated[str | None, Query(alias="filter-crs", description="CRS84 only.")] = None,
-            f: fmt = None,
+            f: Annotated[str | None, Query(description="Output format: json (GeoJSON, the default) or csv.")] = None,
         ) -> StreamingResponse:
-            _check_format(f)
+            if f != "csv":
+                _check_format(f)
             layer = store.get_layer(collection_id)
             queryable = {f.name for f in layer.fields}
             unknown = sorted(set(request.query_params) - ITEMS_PARAMETERS - queryable)
@@ -217,6 +220,7 @@ class FeaturesAPI:
             collection_url = url.removesuffix("/items")
             links = [
                 _link(f"{url}?{urlencode(request.query_params)}" if request.query_params else url, "self", GEOJSON),
+                _link(f"{url}?{urlencode({**request.query_params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
                 _link(collection_url, "collection", JSON, "The layer"),
                 _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
             ]
@@ -234,11 +238,11 @@ class FeaturesAPI:
                 matched = len(page) if len(found) <= page_size else store.count_up_to(collection_id, query, COUNT_CAP)
                 if matched is not None:
                     members["numberMatched"] = matched
-            return StreamingResponse(
-                feature_collection(page, members, output_crs),
-                media_type=GEOJSON,
-                headers={"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)},
-            )
+            headers = {"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)}
+            if f == "csv":
+                names = query.properties or [field.name for field in layer.fields]
+                return StreamingResponse(csv_rows(page, names, output_crs), media_type=CSV, headers=headers)
+            return StreamingResponse(feature_collection(page, members, output_crs), media_type=GEOJSON, headers=headers)
 
         @self.router.get(
             "/collections/{collection_id}/items/{feature_id}",

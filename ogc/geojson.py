@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
@@ -14,6 +16,7 @@ from layers.model import FieldType, LayerDefinition
 from ogc.crs import CRS84, reproject
 
 GEOJSON = "application/geo+json"
+CSV = "text/csv; charset=utf-8"
 SCHEMA_JSON = "application/schema+json"
 
 _FIELD_SCHEMAS: dict[FieldType, dict[str, str]] = {
@@ -53,6 +56,28 @@ def feature_collection(features: Sequence[Feature], members: dict[str, Any], crs
         chunk = encode_features(features[start : start + 1000], crs)
         yield ("," if start else "") + ",".join(chunk)
     yield "]}"
+
+
+def csv_rows(features: Sequence[Feature], names: Sequence[str], crs: str = CRS84) -> Iterator[str]:
+    """The page as CSV for spreadsheets: id, the properties, and the geometry as WKT; UTF-8 with a BOM for Excel."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", *names, "geometry"])
+    yield "\ufeff" + buffer.getvalue()
+    for start in range(0, len(features), 1000):
+        chunk = features[start : start + 1000]
+        wkt = shapely.to_wkt(reproject([f.geometry for f in chunk], crs), rounding_precision=-1) if chunk else []
+        buffer.seek(0)
+        buffer.truncate()
+        for feature, geometry in zip(chunk, wkt, strict=True):
+            writer.writerow([feature.id, *(_cell(feature.properties.get(n)) for n in names), geometry])
+        yield buffer.getvalue()
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return "" if value is None else value
 
 
 def property_schemas(layer: LayerDefinition, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:

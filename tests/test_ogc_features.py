@@ -458,3 +458,15 @@ def test_number_matched_when_cheap(client: TestClient, monkeypatch: pytest.Monke
     monkeypatch.setattr(ogc.features, "COUNT_CAP", 20)
     assert "numberMatched" not in client.get("/collections/lights/items?limit=10").json()  # too many to count
     assert client.get("/collections/lights/items?limit=100").json()["numberMatched"] == 57  # one page: no count
+
+
+def test_items_as_csv(client: TestClient) -> None:
+    import csv
+    import io
+
+    response = client.get("/collections/lights/items", params={"f": "csv", "limit": 3, "filter": "power_w < 103"})
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert [r["power_w"] for r in rows] == ["100", "101", "102"]
+    assert rows[0]["road"] == "Trần Hưng Đạo" and rows[0]["geometry"].startswith("POINT (109.2")
+    assert set(rows[0]) == {"id", "road", "power_w", "status", "installed_at", "geometry"}

@@ -9,7 +9,6 @@ from typing import Any
 
 import shapely
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.errors import InvalidInputError
@@ -172,18 +171,23 @@ def _time_clauses(
     return clauses
 
 
-def features_from_rows(rows: Sequence[Row[Any]], names: Sequence[str]) -> list[Feature]:
-    """Decode a page of rows; geometries are parsed in one vectorized call."""
-    geometries = shapely.from_wkb([r.geom_wkb for r in rows])
+def features_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> list[Feature]:
+    """Decode a page of rows; geometries are parsed in one vectorized call.
+
+    Rows are read by position, in the order ``_columns`` selects them: fid, WKB,
+    the properties, then version, validity interval and distance.
+    """
+    geometries = shapely.from_wkb([row[1] for row in rows])
+    end = 2 + len(names)
     return [
         Feature(
-            id=row.fid,
+            id=row[0],
             geometry=geom,
-            properties={n: row._mapping[n] for n in names},
-            version=row._version,
-            valid_from=row._valid_from,
-            valid_to=row._valid_to,
-            distance_m=row.distance_m,
+            properties=dict(zip(names, row[2:end], strict=True)),
+            version=row[end],
+            valid_from=row[end + 1],
+            valid_to=row[end + 2],
+            distance_m=row[end + 3],
         )
         for row, geom in zip(rows, geometries, strict=True)
     ]

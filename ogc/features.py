@@ -214,8 +214,17 @@ class FeaturesAPI:
                 where=equalities,
                 limit=page_size + 1,
             )
-            found = store.query(collection_id, query)
-            page = found[:page_size]
+            # The database writes the GeoJSON where it can (PostGIS); otherwise Python encodes features.
+            encoded: list[str] | None = None
+            fast = store.query_geojson(collection_id, query) if f != "csv" and output_crs == CRS84 else None
+            if fast is not None:
+                ids, encoded = [fid for fid, _ in fast], [text for _, text in fast]
+                features = None
+            else:
+                features = store.query(collection_id, query)
+                ids = [feature.id for feature in features]
+            more = len(ids) > page_size
+            ids = ids[:page_size]
             url = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}/items"
             collection_url = url.removesuffix("/items")
             links = [
@@ -224,27 +233,29 @@ class FeaturesAPI:
                 _link(collection_url, "collection", JSON, "The layer"),
                 _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
             ]
-            if len(found) > page_size:
+            if more:
                 params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-                params["cursor"] = str(page[-1].id)
+                params["cursor"] = str(ids[-1])
                 links.append(_link(f"{url}?{urlencode(params)}", "next", GEOJSON, "Next page"))
             members: dict[str, Any] = {
                 "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "numberReturned": len(page),
+                "numberReturned": len(ids),
                 "links": links,
             }
             if query.after_id is None:
                 # Exact when cheap: first pages only, and only when the database can stop counting early.
-                matched = len(page) if len(found) <= page_size else store.count_up_to(collection_id, query, COUNT_CAP)
+                matched = len(ids) if not more else store.count_up_to(collection_id, query, COUNT_CAP)
                 if matched is not None:
                     members["numberMatched"] = matched
             headers = {"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)}
-            if f == "csv":
-                names = query.properties or [field.name for field in layer.fields]
-                return Response("".join(csv_rows(page, names, output_crs)), media_type=CSV, headers=headers)
-            # A page is at most 10,000 features: one string costs less than streaming it in chunks.
-            body = "".join(feature_collection(page, members, output_crs))
-            return Response(body, media_type=GEOJSON, headers=headers)
+            if features is not None:
+                page = features[:page_size]
+                if f == "csv":
+                    names = query.properties or [field.name for field in layer.fields]
+                    return Response("".join(csv_rows(page, names, output_crs)), media_type=CSV, headers=headers)
+                encoded = encode_features(page, output_crs)
+            assert encoded is not None
+            return Response(feature_collection(encoded[:page_size], members), media_type=GEOJSON, headers=headers)
 
         @self.router.get(
             "/collections/{collection_id}/items/{feature_id}",

@@ -48,14 +48,10 @@ def encode_features(features: Sequence[Feature], crs: str = CRS84) -> list[str]:
     ]
 
 
-def feature_collection(features: Sequence[Feature], members: dict[str, Any], crs: str = CRS84) -> Iterator[str]:
-    """A FeatureCollection in chunks, so a large page is sent while it is still being encoded."""
+def feature_collection(encoded: Sequence[str], members: dict[str, Any]) -> str:
+    """A FeatureCollection around features already encoded as GeoJSON text."""
     head = dumps({"type": "FeatureCollection", **members})
-    yield head[:-1] + ',"features":['
-    for start in range(0, len(features), 1000):
-        chunk = encode_features(features[start : start + 1000], crs)
-        yield ("," if start else "") + ",".join(chunk)
-    yield "]}"
+    return head[:-1] + ',"features":[' + ",".join(encoded) + "]}"
 
 
 def csv_rows(features: Sequence[Feature], names: Sequence[str], crs: str = CRS84) -> Iterator[str]:

@@ -470,3 +470,17 @@ def test_items_as_csv(client: TestClient) -> None:
     assert [r["power_w"] for r in rows] == ["100", "101", "102"]
     assert rows[0]["road"] == "Trần Hưng Đạo" and rows[0]["geometry"].startswith("POINT (109.2")
     assert set(rows[0]) == {"id", "road", "power_w", "status", "installed_at", "geometry"}
+
+
+def test_database_encoding_matches_python_encoding(client: TestClient, populated: LayerStore) -> None:
+    """PostGIS writes the GeoJSON of a page itself; it must say what Python's encoder says."""
+    from layers.features import FeatureQuery
+    from ogc.geojson import encode_features
+
+    served = client.get("/collections/lights/items?limit=100").json()["features"]
+    expected = [json.loads(text) for text in encode_features(populated.query("lights", FeatureQuery(limit=100)))]
+    assert len(served) == len(expected) == 57
+    for got, want in zip(served, expected, strict=True):
+        assert got["id"] == want["id"] and got["properties"] == want["properties"]
+        assert got["geometry"]["type"] == want["geometry"]["type"]
+        assert got["geometry"]["coordinates"] == pytest.approx(want["geometry"]["coordinates"], abs=1e-12)

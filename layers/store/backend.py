@@ -151,6 +151,10 @@ class SpatialBackend(ABC):
         quote = conn.dialect.identifier_preparer.quote
         conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} DROP COLUMN {quote(name)}")
 
+    def feature_geojson(self, table: sa.Table, names: list[str]) -> ColumnElement[str] | None:
+        """A GeoJSON Feature as text, built by the database; None where Python encodes instead."""
+        return None
+
     @abstractmethod
     def spatial_extent(self, conn: Connection, table: sa.Table) -> tuple[float, float, float, float] | None:
         """(west, south, east, north) of the table's geometries, cheaply: an estimate, not an exact box."""

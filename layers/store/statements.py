@@ -59,6 +59,26 @@ def feature_select(
     return stmt
 
 
+def geojson_select(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery) -> sa.Select[Any] | None:
+    """(fid, GeoJSON Feature text) rows made by the database, or None where the backend cannot.
+
+    Only for current features in fid order (the OGC items page); the caller falls
+    back to ``feature_select`` and Python encoding otherwise.
+    """
+    if query.as_of is not None or query.order_by_distance:
+        return None
+    table = tables.current
+    names = _property_names(tables.definition, query.properties)
+    feature = backend.feature_geojson(table, names)
+    if feature is None:
+        return None
+    stmt = sa.select(table.c.fid, feature.label("feature")).where(*_filters(backend, tables, table, query, ()))
+    if query.after_id is not None:
+        stmt = stmt.where(table.c.fid > query.after_id)
+    stmt = stmt.order_by(table.c.fid)
+    return stmt.limit(query.limit) if query.limit is not None else stmt
+
+
 def count_select(
     backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, cap: int | None = None
 ) -> sa.Select[Any]:

@@ -25,7 +25,14 @@ from layers.geodesy import search_window
 from layers.model import LayerDefinition, LayerPatch
 from layers.registry import LayerRegistry
 from layers.store.backend import WRITE_OPTION, SpatialBackend
-from layers.store.statements import NO_END, count_select, feature_select, features_from_rows, selected_names
+from layers.store.statements import (
+    NO_END,
+    count_select,
+    feature_select,
+    features_from_rows,
+    geojson_select,
+    selected_names,
+)
 from layers.store.tables import LayerTables, UTCDateTime
 from layers.validation import RowBatch, batch_from_features
 
@@ -134,6 +141,15 @@ class LayerStore:
             tables = self.registry.tables(conn, layer_id)
             rows = conn.execute(feature_select(self.backend, tables, query)).all()
             return features_from_rows(rows, selected_names(tables.definition, query))
+
+    def query_geojson(self, layer_id: str, query: FeatureQuery) -> list[tuple[int, str]] | None:
+        """(id, GeoJSON Feature text) for a page, encoded by the database; None where it cannot."""
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            stmt = geojson_select(self.backend, tables, query)
+            if stmt is None:
+                return None
+            return [(row[0], row[1]) for row in conn.execute(stmt)]
 
     def iter_batches(
         self, layer_id: str, query: FeatureQuery = FeatureQuery(), batch_size: int = 10_000

@@ -214,48 +214,7 @@ class FeaturesAPI:
                 where=equalities,
                 limit=page_size + 1,
             )
-            # The database writes the GeoJSON where it can (PostGIS); otherwise Python encodes features.
-            encoded: list[str] | None = None
-            fast = store.query_geojson(collection_id, query) if f != "csv" and output_crs == CRS84 else None
-            if fast is not None:
-                ids, encoded = [fid for fid, _ in fast], [text for _, text in fast]
-                features = None
-            else:
-                features = store.query(collection_id, query)
-                ids = [feature.id for feature in features]
-            more = len(ids) > page_size
-            ids = ids[:page_size]
-            url = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}/items"
-            collection_url = url.removesuffix("/items")
-            links = [
-                _link(f"{url}?{urlencode(request.query_params)}" if request.query_params else url, "self", GEOJSON),
-                _link(f"{url}?{urlencode({**request.query_params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
-                _link(collection_url, "collection", JSON, "The layer"),
-                _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
-            ]
-            if more:
-                params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-                params["cursor"] = str(ids[-1])
-                links.append(_link(f"{url}?{urlencode(params)}", "next", GEOJSON, "Next page"))
-            members: dict[str, Any] = {
-                "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                "numberReturned": len(ids),
-                "links": links,
-            }
-            if query.after_id is None:
-                # Exact when cheap: first pages only, and only when the database can stop counting early.
-                matched = len(ids) if not more else store.count_up_to(collection_id, query, COUNT_CAP)
-                if matched is not None:
-                    members["numberMatched"] = matched
-            headers = {"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)}
-            if features is not None:
-                page = features[:page_size]
-                if f == "csv":
-                    names = query.properties or [field.name for field in layer.fields]
-                    return Response("".join(csv_rows(page, names, output_crs)), media_type=CSV, headers=headers)
-                encoded = encode_features(page, output_crs)
-            assert encoded is not None
-            return Response(feature_collection(encoded[:page_size], members), media_type=GEOJSON, headers=headers)
+            return self._page(request, store, layer, query, page_size, output_crs, f)
 
         @self.router.get(
             "/collections/{collection_id}/items/{feature_id}",
@@ -285,6 +244,61 @@ class FeaturesAPI:
             body = encode_features([feature], output_crs)[0][:-1] + f',"links":{dumps(links)}}}'
             headers = {"ETag": f'"{feature.id}-{feature.version}"', "Content-Crs": f"<{output_crs}>"}
             return Response(body, media_type=GEOJSON, headers=headers)
+
+    def _page(
+        self,
+        request: Request,
+        store: LayerStore,
+        layer: LayerDefinition,
+        query: FeatureQuery,
+        page_size: int,
+        output_crs: str,
+        f: str | None,
+    ) -> Response:
+        """One page of items with its links, as GeoJSON or CSV."""
+        collection_id = layer.id
+        # The database writes the GeoJSON where it can (PostGIS); otherwise Python encodes features.
+        encoded: list[str] | None = None
+        fast = store.query_geojson(collection_id, query) if f != "csv" and output_crs == CRS84 else None
+        if fast is not None:
+            ids, encoded = [fid for fid, _ in fast], [text for _, text in fast]
+            features = None
+        else:
+            features = store.query(collection_id, query)
+            ids = [feature.id for feature in features]
+        more = len(ids) > page_size
+        ids = ids[:page_size]
+        url = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}/items"
+        collection_url = url.removesuffix("/items")
+        links = [
+            _link(f"{url}?{urlencode(request.query_params)}" if request.query_params else url, "self", GEOJSON),
+            _link(f"{url}?{urlencode({**request.query_params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
+            _link(collection_url, "collection", JSON, "The layer"),
+            _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
+        ]
+        if more:
+            params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+            params["cursor"] = str(ids[-1])
+            links.append(_link(f"{url}?{urlencode(params)}", "next", GEOJSON, "Next page"))
+        members: dict[str, Any] = {
+            "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "numberReturned": len(ids),
+            "links": links,
+        }
+        if query.after_id is None:
+            # Exact when cheap: first pages only, and only when the database can stop counting early.
+            matched = len(ids) if not more else store.count_up_to(collection_id, query, COUNT_CAP)
+            if matched is not None:
+                members["numberMatched"] = matched
+        headers = {"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)}
+        if features is not None:
+            page = features[:page_size]
+            if f == "csv":
+                names = query.properties or [field.name for field in layer.fields]
+                return Response("".join(csv_rows(page, names, output_crs)), media_type=CSV, headers=headers)
+            encoded = encode_features(page, output_crs)
+        assert encoded is not None
+        return Response(feature_collection(encoded[:page_size], members), media_type=GEOJSON, headers=headers)
 
     def _collection(self, base: str, store: LayerStore, layer: LayerDefinition) -> dict[str, Any]:
         url = f"{base}/collections/{layer.id}"

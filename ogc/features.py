@@ -14,12 +14,13 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from layers.errors import InvalidInputError, NotFoundError
 from layers.features import Condition, FeatureQuery, Op
 from layers.model import LayerDefinition
 from layers.store import LayerStore
+from ogc import html
 from ogc.crs import CONFORMANCE as CRS_CONFORMANCE
 from ogc.crs import CRS84, SUPPORTED, parse_crs
 from ogc.geojson import (
@@ -33,11 +34,13 @@ from ogc.geojson import (
     geometry_schema,
     property_schemas,
 )
+from ogc.html import HTML
 from ogc.params import parse_bbox, parse_cursor, parse_datetime, parse_filter, parse_limit, parse_properties
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     *CRS_CONFORMANCE,
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
@@ -77,9 +80,15 @@ def _link_header(links: list[dict[str, str]]) -> str:
     return ", ".join(f'<{link["href"]}>; rel="{link["rel"]}"; type="{link["type"]}"' for link in links)
 
 
-def _check_format(f: str | None) -> None:
-    if f not in (None, "json", "geojson"):
-        raise InvalidInputError(f"f: unsupported format {f!r}; this server answers json (HTML comes later)")
+def _negotiate(request: Request, f: str | None, offered: tuple[str, ...] = ("json", "html")) -> str:
+    """The answer's format: ``f`` if given, else HTML for browsers (Accept starts with text/html), else JSON."""
+    if f is not None:
+        if f == "geojson":
+            return "json"
+        if f not in offered:
+            raise InvalidInputError(f"f: unsupported format {f!r}; this resource offers {', '.join(offered)}")
+        return f
+    return "html" if request.headers.get("accept", "").startswith("text/html") else "json"
 
 
 class FeaturesAPI:
@@ -101,13 +110,14 @@ class FeaturesAPI:
 
     def _register(self) -> None:
         store_dep = Annotated[LayerStore, Depends(self.get_store)]
-        fmt = Annotated[str | None, Query(description="Output format: json (the default).")]
+        fmt = Annotated[str | None, Query(description="Output format: json or html (default: by Accept).")]
+        as_html: dict[int | str, dict[str, Any]] = {200: {"content": {HTML: {}}}}
 
-        @self.router.get("/", summary="Landing page")
-        def landing(request: Request, f: fmt = None) -> dict[str, Any]:
-            _check_format(f)
+        @self.router.get("/", summary="Landing page", responses=as_html)
+        def landing(request: Request, f: fmt = None) -> Any:
+            answer = _negotiate(request, f)
             base = str(request.base_url).rstrip("/")
-            return {
+            document = {
                 "title": self.title,
                 "description": self.description,
                 "links": [
@@ -118,25 +128,33 @@ class FeaturesAPI:
                     _link(f"{base}/collections", "data", JSON, "The layers"),
                 ],
             }
+            return HTMLResponse(html.landing(document)) if answer == "html" else document
 
-        @self.router.get("/conformance", summary="Conformance classes this server implements")
-        def conformance(f: fmt = None) -> dict[str, list[str]]:
-            _check_format(f)
+        @self.router.get(
+            "/conformance",
+            summary="Conformance classes this server implements",
+            responses=as_html,  # type: ignore[arg-type]
+        )
+        def conformance(request: Request, f: fmt = None) -> Any:
+            if _negotiate(request, f) == "html":
+                return HTMLResponse(html.conformance(self.conformance))
             return {"conformsTo": self.conformance}
 
-        @self.router.get("/collections", summary="The layers")
-        def collections(request: Request, store: store_dep, f: fmt = None) -> dict[str, Any]:
-            _check_format(f)
+        @self.router.get("/collections", summary="The layers", responses=as_html)
+        def collections(request: Request, store: store_dep, f: fmt = None) -> Any:
+            answer = _negotiate(request, f)
             base = str(request.base_url).rstrip("/")
-            return {
+            document = {
                 "links": [_link(f"{base}/collections", "self", JSON)],
                 "collections": [self._collection(base, store, layer) for layer in store.list_layers()],
             }
+            return HTMLResponse(html.collections(document)) if answer == "html" else document
 
-        @self.router.get("/collections/{collection_id}", summary="One layer")
-        def collection(request: Request, collection_id: str, store: store_dep, f: fmt = None) -> dict[str, Any]:
-            _check_format(f)
-            return self._collection(str(request.base_url).rstrip("/"), store, store.get_layer(collection_id))
+        @self.router.get("/collections/{collection_id}", summary="One layer", responses=as_html)
+        def collection(request: Request, collection_id: str, store: store_dep, f: fmt = None) -> Any:
+            answer = _negotiate(request, f)
+            document = self._collection(str(request.base_url).rstrip("/"), store, store.get_layer(collection_id))
+            return HTMLResponse(html.collection(document)) if answer == "html" else document
 
         @self.router.get(
             "/collections/{collection_id}/queryables",
@@ -165,7 +183,7 @@ class FeaturesAPI:
             "/collections/{collection_id}/items",
             summary="Features of a layer, a page at a time",
             response_class=Response,
-            responses={200: {"content": {GEOJSON: {}, CSV: {}}}},
+            responses={200: {"content": {GEOJSON: {}, CSV: {}, HTML: {}}}},
         )
         def items(
             request: Request,
@@ -185,10 +203,9 @@ class FeaturesAPI:
                 str | None, Query(alias="filter-lang", description="cql2-text (the default) or cql2-json.")
             ] = None,
             filter_crs: Annotated[str | None, Query(alias="filter-crs", description="CRS84 only.")] = None,
-            f: Annotated[str | None, Query(description="Output format: json (GeoJSON, the default) or csv.")] = None,
+            f: Annotated[str | None, Query(description="Output format: json (GeoJSON), csv or html.")] = None,
         ) -> Response:
-            if f != "csv":
-                _check_format(f)
+            answer = _negotiate(request, f, ("json", "csv", "html"))
             layer = store.get_layer(collection_id)
             queryable = {f.name for f in layer.fields}
             unknown = sorted(set(request.query_params) - ITEMS_PARAMETERS - queryable)
@@ -214,13 +231,13 @@ class FeaturesAPI:
                 where=equalities,
                 limit=page_size + 1,
             )
-            return self._page(request, store, layer, query, page_size, output_crs, f)
+            return self._page(request, store, layer, query, page_size, output_crs, answer)
 
         @self.router.get(
             "/collections/{collection_id}/items/{feature_id}",
             summary="One feature",
             response_class=Response,
-            responses={200: {"content": {GEOJSON: {}}}},
+            responses={200: {"content": {GEOJSON: {}, HTML: {}}}},
         )
         def item(
             request: Request,
@@ -230,9 +247,9 @@ class FeaturesAPI:
             crs: Annotated[str | None, Query(description="CRS of the answer's coordinates (a URI).")] = None,
             f: fmt = None,
         ) -> Response:
-            _check_format(f)
+            answer = _negotiate(request, f)
             output_crs = parse_crs(crs)
-            store.get_layer(collection_id)
+            layer = store.get_layer(collection_id)
             if not feature_id.isdigit():
                 raise NotFoundError(f"collection '{collection_id}' has no feature {feature_id!r}")
             feature = store.get_feature(collection_id, int(feature_id))
@@ -241,8 +258,12 @@ class FeaturesAPI:
                 _link(f"{base}/items/{feature.id}", "self", GEOJSON),
                 _link(base, "collection", JSON, "The layer"),
             ]
-            body = encode_features([feature], output_crs)[0][:-1] + f',"links":{dumps(links)}}}'
             headers = {"ETag": f'"{feature.id}-{feature.version}"', "Content-Crs": f"<{output_crs}>"}
+            if answer == "html":
+                names = [field.name for field in layer.fields]
+                title = f"{layer.title} — {feature.id}"
+                return HTMLResponse(html.features(title, [feature], names, links), headers=headers)
+            body = encode_features([feature], output_crs)[0][:-1] + f',"links":{dumps(links)}}}'
             return Response(body, media_type=GEOJSON, headers=headers)
 
     def _page(
@@ -255,11 +276,11 @@ class FeaturesAPI:
         output_crs: str,
         f: str | None,
     ) -> Response:
-        """One page of items with its links, as GeoJSON or CSV."""
+        """One page of items with its links, as GeoJSON, CSV or HTML."""
         collection_id = layer.id
         # The database writes the GeoJSON where it can (PostGIS); otherwise Python encodes features.
         encoded: list[str] | None = None
-        fast = store.query_geojson(collection_id, query) if f != "csv" and output_crs == CRS84 else None
+        fast = store.query_geojson(collection_id, query) if f == "json" and output_crs == CRS84 else None
         if fast is not None:
             ids, encoded = [fid for fid, _ in fast], [text for _, text in fast]
             features = None
@@ -293,9 +314,11 @@ class FeaturesAPI:
         headers = {"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)}
         if features is not None:
             page = features[:page_size]
+            names = query.properties or [field.name for field in layer.fields]
             if f == "csv":
-                names = query.properties or [field.name for field in layer.fields]
                 return Response("".join(csv_rows(page, names, output_crs)), media_type=CSV, headers=headers)
+            if f == "html":
+                return HTMLResponse(html.features(layer.title, page, names, links), headers=headers)
             encoded = encode_features(page, output_crs)
         assert encoded is not None
         return Response(feature_collection(encoded[:page_size], members), media_type=GEOJSON, headers=headers)

@@ -77,6 +77,7 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
     assert conforms == {
         f"{spec}ogcapi-features-1/1.0/conf/core",
         f"{spec}ogcapi-features-1/1.0/conf/geojson",
+        f"{spec}ogcapi-features-1/1.0/conf/html",
         f"{spec}ogcapi-features-2/1.0/conf/crs",
         f"{spec}ogcapi-features-3/1.0/conf/filter",
         f"{spec}ogcapi-features-3/1.0/conf/features-filter",
@@ -156,7 +157,7 @@ def test_single_feature(client: TestClient) -> None:
         ("/collections/lights/items?limit=many", 400, "query.limit"),
         ("/collections/lights/items?properties=colour", 400, "no property 'colour'"),
         ("/collections/lights/items?cursor=x", 400, "cursor"),
-        ("/collections/lights/items?f=html", 400, "unsupported format"),
+        ("/collections/lights/items?f=xml", 400, "unsupported format"),
     ],
 )
 def test_bad_requests_get_problem_documents(client: TestClient, url: str, status: int, detail: str) -> None:
@@ -484,3 +485,25 @@ def test_database_encoding_matches_python_encoding(client: TestClient, populated
         assert got["id"] == want["id"] and got["properties"] == want["properties"]
         assert got["geometry"]["type"] == want["geometry"]["type"]
         assert got["geometry"]["coordinates"] == pytest.approx(want["geometry"]["coordinates"], abs=1e-12)
+
+
+def test_html_pages_for_browsers(client: TestClient) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    for path in ["/", "/conformance", "/collections", "/collections/lights"]:
+        response = client.get(path, headers=browser)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/html"), path
+    page = client.get("/collections/lights/items?limit=5", headers=browser)
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<svg" in page.text and page.text.count("<circle") == 5 and "Trần Hưng Đạo" in page.text
+    assert "?limit=5&amp;cursor=" in page.text and "f=html" in page.text  # the next page stays HTML
+    by_parameter = client.get("/collections/lights/items?limit=5&f=html").text
+    assert by_parameter.split("<svg", 1)[1] == page.text.split("<svg", 1)[1]  # same map and table
+    assert client.get("/collections/lights/items?limit=5").headers["content-type"] == "application/geo+json"
+    fid = client.get("/collections/lights/items?limit=1").json()["features"][0]["id"]
+    assert "<circle" in client.get(f"/collections/lights/items/{fid}?f=html").text
+
+
+def test_html_escapes_what_it_shows(writer: TestClient) -> None:
+    created = writer.post("/collections/lights/items", json=new_light(road="<script>alert(1)</script>"), headers=KEY)
+    page = writer.get(f"{created.headers['location']}?f=html").text
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page

@@ -18,8 +18,9 @@ _pool: asyncpg.Pool | None = None
 @app.on_event("startup")
 async def startup() -> None:
     global _pool
-    _pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=8,
-                                      server_settings={"jit": "off"})
+    _pool = await asyncpg.create_pool(
+        os.environ["DATABASE_URL"], min_size=2, max_size=8, server_settings={"jit": "off"}
+    )
 
 
 @app.get("/items")
@@ -28,7 +29,9 @@ async def items(limit: int = 10, after: int = 0, bbox: str | None = None, catego
     if bbox:
         west, south, east, north = (float(v) for v in bbox.split(","))
         args += [west, south, east, north]
-        where.append(f"geom && ST_MakeEnvelope(${len(args) - 3}, ${len(args) - 2}, ${len(args) - 1}, ${len(args)}, 4326)")
+        where.append(
+            f"geom && ST_MakeEnvelope(${len(args) - 3}, ${len(args) - 2}, ${len(args) - 1}, ${len(args)}, 4326)"
+        )
     if category:
         args.append(category)
         where.append(f"category = ${len(args)}")
@@ -42,7 +45,7 @@ async def items(limit: int = 10, after: int = 0, bbox: str | None = None, catego
         rows = await conn.fetch(sql, *args)
     features = ",".join(
         f'{{"type":"Feature","id":{r["fid"]},"geometry":{r["g"]},"properties":'
-        f'{json.dumps({"name": r["name"], "category": r["category"], "value": r["value"]}, ensure_ascii=False)}}}'
+        f"{json.dumps({'name': r['name'], 'category': r['category'], 'value': r['value']}, ensure_ascii=False)}}}"
         for r in rows
     )
     return Response(f'{{"type":"FeatureCollection","features":[{features}]}}', media_type="application/geo+json")

@@ -150,7 +150,9 @@ def main() -> None:
                 counts = {name: count_features(urls[case]) for name, urls in servers.items()}
                 assert len(set(counts.values())) == 1, f"{case}: different answers {counts}"
             results = {
-                (name, case): run_wrk(u, args.seconds, script) for name, urls in servers.items() for case, u in urls.items()
+                (name, case): run_wrk(u, args.seconds, script)
+                for name, urls in servers.items()
+                for case, u in urls.items()
             }
         finally:
             for process in processes:

@@ -35,7 +35,15 @@ from ogc.geojson import (
     property_schemas,
 )
 from ogc.html import HTML
-from ogc.params import parse_bbox, parse_cursor, parse_datetime, parse_filter, parse_limit, parse_properties
+from ogc.params import (
+    parse_bbox,
+    parse_cursor,
+    parse_datetime,
+    parse_feature_id,
+    parse_filter,
+    parse_limit,
+    parse_properties,
+)
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -250,9 +258,10 @@ class FeaturesAPI:
             answer = _negotiate(request, f)
             output_crs = parse_crs(crs)
             layer = store.get_layer(collection_id)
-            if not feature_id.isdigit():
+            fid = parse_feature_id(feature_id)
+            if fid is None:
                 raise NotFoundError(f"collection '{collection_id}' has no feature {feature_id!r}")
-            feature = store.get_feature(collection_id, int(feature_id))
+            feature = store.get_feature(collection_id, fid)
             base = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}"
             links = [
                 _link(f"{base}/items/{feature.id}", "self", GEOJSON),

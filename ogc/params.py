@@ -6,6 +6,7 @@ turns into a 400 problem document.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,3 +119,11 @@ def parse_filter(text: str | None, language: str | None, filter_crs: str | None)
         raise InvalidInputError(f"filter: not valid {language}: {' '.join(line.strip() for line in first)}") from None
     tree: dict[str, Any] = expression.to_json()
     return tree
+
+
+_FEATURE_ID = re.compile(r"^[0-9]{1,18}$")
+
+
+def parse_feature_id(text: str) -> int | None:
+    """A feature id from a path, or None when it cannot be one (only ASCII digits: "¹".isdigit() is true)."""
+    return int(text) if _FEATURE_ID.match(text) else None

@@ -21,6 +21,7 @@ from layers.errors import InvalidInputError, PreconditionFailedError
 from layers.features import Feature, FeatureInput
 from layers.store import LayerStore
 from ogc.geojson import GEOJSON
+from ogc.params import parse_feature_id
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
@@ -40,7 +41,7 @@ def expected_version(if_match: str | None, fid: int) -> int | None:
         return None
     tag = if_match.strip().removeprefix("W/").strip('"')
     feature_id, _, version = tag.partition("-")
-    if feature_id != str(fid) or not version.isdigit():
+    if feature_id != str(fid) or parse_feature_id(version) is None:
         raise PreconditionFailedError(f"If-Match {if_match!r} is not an ETag of feature {fid}")
     return int(version)
 
@@ -74,9 +75,10 @@ def _properties(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_id(feature_id: str) -> int:
-    if not feature_id.isdigit():
+    fid = parse_feature_id(feature_id)
+    if fid is None:
         raise InvalidInputError(f"{feature_id!r} is not a feature id")
-    return int(feature_id)
+    return fid
 
 
 class FeatureTransactionsAPI:

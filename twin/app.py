@@ -14,13 +14,13 @@ from fastapi.responses import JSONResponse
 
 from layers.errors import TwinError, UnavailableError
 from layers.store import LayerStore
-from ogc.features import FeaturesAPI
+from ogc.features import OPENAPI_30, FeaturesAPI
 from ogc.openapi import with_collections
 from ogc.transactions import CONFORMANCE as TRANSACTIONS
 from ogc.transactions import FeatureTransactionsAPI
 from twin import __version__
 from twin.admin import admin_router, get_store, require_api_key
-from twin.openapi30 import OPENAPI_30, downgrade
+from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-OPENAPI_30 = "application/vnd.oai.openapi+json;version=3.0"
 _NESTED_LISTS = ("allOf", "anyOf", "oneOf")
 
 

@@ -162,3 +162,10 @@ class SpatialBackend(ABC):
     def analyze(self, conn: Connection, table: sa.Table) -> None:
         """Refresh planner statistics after a bulk change."""
         conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The DBAPI connection under SQLAlchemy's, for what only the driver offers (COPY, executemany)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None, "the connection is closed"
+    return driver

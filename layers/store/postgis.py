@@ -26,7 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from layers.errors import UnavailableError
 from layers.features import Near
-from layers.store.backend import SpatialBackend
+from layers.store.backend import SpatialBackend, driver_connection
 from layers.store.tables import ARROW_TYPES, SRID, LayerTables
 from layers.validation import RowBatch
 
@@ -152,7 +152,7 @@ class PostGISBackend(SpatialBackend):
         prefix = f"SRID={SRID};"
         quote = conn.dialect.identifier_preparer.quote
         sql = f"COPY {quote(tables.current.name)} ({', '.join(map(quote, names))}) FROM STDIN WITH (FORMAT csv)"
-        cursor = _driver(conn).cursor()
+        cursor = driver_connection(conn).cursor()
         with cursor.copy(sql) as copy:
 
             def write(batch: RowBatch) -> int:
@@ -180,10 +180,3 @@ class PostGISBackend(SpatialBackend):
     def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
         name = tables.current.name
         conn.exec_driver_sql(f'CREATE INDEX "idx_{name}_geom" ON "{name}" USING gist (geom)')
-
-
-def _driver(conn: Connection) -> Any:
-    """The DBAPI connection under SQLAlchemy's, for what only the driver offers."""
-    driver = conn.connection.driver_connection
-    assert driver is not None, "the connection is closed"
-    return driver

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.features import Near
-from layers.store.backend import WRITE_OPTION, SpatialBackend
+from layers.store.backend import WRITE_OPTION, SpatialBackend, driver_connection
 from layers.store.tables import SRID, LayerTables
 from layers.validation import RowBatch
 
@@ -142,7 +142,7 @@ class SpatiaLiteBackend(SpatialBackend):
         targets = ", ".join(quote(n) for n in ["geom", *names, "_valid_from"])
         marks = ", ".join(["?"] * (len(names) + 1))
         sql = f"INSERT INTO {quote(table.name)} ({targets}) VALUES (GeomFromWKB(?, {SRID}), {marks})"
-        cursor = _driver(conn).cursor()
+        cursor = driver_connection(conn).cursor()
 
         def write(batch: RowBatch) -> int:
             columns = [
@@ -167,10 +167,3 @@ class SpatiaLiteBackend(SpatialBackend):
 
     def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
         conn.execute(sa.text("SELECT CreateSpatialIndex(:t, 'geom')"), {"t": tables.current.name})
-
-
-def _driver(conn: Connection) -> Any:
-    """The DBAPI connection under SQLAlchemy's, for what only the driver offers."""
-    driver = conn.connection.driver_connection
-    assert driver is not None, "the connection is closed"
-    return driver

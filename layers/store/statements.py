@@ -79,6 +79,16 @@ def geojson_select(backend: SpatialBackend, tables: LayerTables, query: FeatureQ
     return stmt.limit(query.limit) if query.limit is not None else stmt
 
 
+def history_select(backend: SpatialBackend, tables: LayerTables, fid: int) -> sa.Select[Any]:
+    """Every version of one feature, oldest first: its past rows and, unless deleted, its current one."""
+    names = [f.name for f in tables.definition.fields]
+    past_table, live_table = tables.history, tables.current
+    past = sa.select(*_columns(backend, past_table, names, FeatureQuery(), valid_to=past_table.c._valid_to))
+    live = sa.select(*_columns(backend, live_table, names, FeatureQuery(), valid_to=NO_END))
+    union = sa.union_all(past.where(past_table.c.fid == fid), live.where(live_table.c.fid == fid)).subquery()
+    return sa.select(*union.c).order_by(union.c._version)
+
+
 def count_select(
     backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, cap: int | None = None
 ) -> sa.Select[Any]:

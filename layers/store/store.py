@@ -26,11 +26,11 @@ from layers.model import LayerDefinition, LayerPatch
 from layers.registry import LayerRegistry
 from layers.store.backend import WRITE_OPTION, SpatialBackend
 from layers.store.statements import (
-    NO_END,
     count_select,
     feature_select,
     features_from_rows,
     geojson_select,
+    history_select,
     selected_names,
 )
 from layers.store.tables import LayerTables, UTCDateTime
@@ -39,7 +39,6 @@ from layers.validation import RowBatch, batch_from_features
 log = logging.getLogger(__name__)
 
 _NEAREST_START_M = 250.0
-NO_DISTANCE = sa.cast(sa.null(), sa.Float()).label("distance_m")
 
 
 class LoadMode(StrEnum):
@@ -203,28 +202,7 @@ class LayerStore:
         with self._read() as conn:
             tables = self.registry.tables(conn, layer_id)
             names = [f.name for f in tables.definition.fields]
-            h, c = tables.history, tables.current
-            geom = self.backend.geom_as_wkb
-            past = sa.select(
-                h.c.fid,
-                geom(h.c.geom).label("geom_wkb"),
-                *(h.c[n] for n in names),
-                h.c._version,
-                h.c._valid_from,
-                h.c._valid_to,
-                NO_DISTANCE,
-            )
-            live = sa.select(
-                c.c.fid,
-                geom(c.c.geom).label("geom_wkb"),
-                *(c.c[n] for n in names),
-                c.c._version,
-                c.c._valid_from,
-                NO_END.label("_valid_to"),
-                NO_DISTANCE,
-            )
-            union = sa.union_all(past.where(h.c.fid == fid), live.where(c.c.fid == fid)).subquery()
-            rows = conn.execute(sa.select(*union.c).order_by(union.c._version)).all()
+            rows = conn.execute(history_select(self.backend, tables, fid)).all()
         if not rows:
             raise NotFoundError(f"layer '{layer_id}' has no feature {fid}", layer=layer_id, feature=fid)
         return features_from_rows(rows, names)

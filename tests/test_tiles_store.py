@@ -16,6 +16,7 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import Point, Polygon, box, shape
 
+from layers.errors import InvalidInputError
 from layers.features import Condition, FeatureInput, Op
 from layers.model import LayerDefinition
 from layers.store import LayerStore
@@ -203,7 +204,7 @@ def test_data_versions_and_the_boxes_writes_touch(store: LayerStore) -> None:
     assert changes[2] == pytest.approx(b.bounds)
     assert store.changes_since("parcels", v0 + 3) == []
     # A failed write moves nothing.
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidInputError):
         store.insert_features("parcels", [FeatureInput(Point(0, 0), {"code": "not a polygon"})])
     assert store.data_versions(["parcels"]).layers["parcels"] == v0 + 3
 

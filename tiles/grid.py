@@ -40,10 +40,9 @@ def tile_spec(address: TileAddress) -> TileSpec:
         raise NotFoundError(f"zoom {address.z} is outside {address.tms} (0–{min(MAX_ZOOM, tms.maxzoom)})")
     matrix = tms.matrix(address.z)
     if not (0 <= address.x < matrix.matrixWidth and 0 <= address.y < matrix.matrixHeight):
-        raise NotFoundError(
-            f"tile {address.key} is outside the grid: at zoom {address.z} x and y run from 0 to {matrix.matrixWidth - 1}"
-        )
-    bounds = tms.xy_bounds(address.x, address.y, address.z)
+        last = matrix.matrixWidth - 1
+        raise NotFoundError(f"tile {address.key} is outside the grid: at zoom {address.z} x and y run from 0 to {last}")
+    bounds = tms.xy_bounds(morecantile.Tile(address.x, address.y, address.z))
     return TileSpec(address.z, address.x, address.y, bounds.left, bounds.bottom, bounds.right, bounds.top)
 
 

@@ -210,6 +210,12 @@ class LayerStore:
                 interval = tuple(conn.execute(sa.select(sa.func.min(begins), sa.func.max(ends))).one())
         return LayerExtent(bbox, None if interval is None or interval[0] is None else interval)  # type: ignore[arg-type]
 
+    def spatial_extent(self, layer_id: str) -> tuple[float, float, float, float] | None:
+        """The layer's (west, south, east, north), cheaply (an index or statistics estimate)."""
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            return self.backend.spatial_extent(conn, tables.current)
+
     def vector_tile(
         self,
         layer_id: str,

@@ -97,7 +97,7 @@ class RasterDefinition(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> RasterDefinition:
         if self.colormap is not None and self.colormap not in cmap.list():
-            raise ValueError(f"unknown colormap '{self.colormap}'; known: {', '.join(colormap_names())}")
+            raise ValueError(f"unknown colormap '{self.colormap}' (rio-tiler names, e.g. terrain, viridis, blues)")
         if self.rescale is not None and not self.rescale[0] < self.rescale[1]:
             raise ValueError("rescale must be two increasing numbers (low, high)")
         if self.minzoom is not None and self.maxzoom is not None and self.minzoom > self.maxzoom:

@@ -100,7 +100,9 @@ class RenderParams:
 
     rescale: Annotated[str | None, Query(description="low,high: values drawn from first to last colour.")] = None
     colormap_name: Annotated[str | None, Query(description="rio-tiler colormap name, e.g. terrain, viridis.")] = None
-    tilesize: Annotated[Literal[256, 512], Query(description="Tile width and height in pixels.")] = 256
+    tilesize: Annotated[
+        int, Query(ge=256, le=512, multiple_of=256, description="Tile width and height: 256 or 512.")
+    ] = 256
     resampling: Annotated[Resampling, Query(description="How pixels are resampled.")] = Resampling.BILINEAR
     f: Annotated[Literal["png", "webp", "jpeg", "jpg"] | None, Query(description="Image format.")] = None
 
@@ -129,7 +131,9 @@ class TerrainParams:
     encoding: Annotated[
         TerrainEncoding, Query(description="terrarium (Mapzen) or mapbox (terrain-RGB, 0.1 m steps).")
     ] = TerrainEncoding.TERRARIUM
-    tilesize: Annotated[Literal[256, 512], Query(description="Tile width and height in pixels.")] = 512
+    tilesize: Annotated[
+        int, Query(ge=256, le=512, multiple_of=256, description="Tile width and height: 256 or 512.")
+    ] = 512
 
 
 # --- the factory -------------------------------------------------------------

@@ -183,8 +183,10 @@ def http(sqlite_store: LayerStore, tmp_path: Path) -> Iterator[tuple[TestClient,
 
 
 def _image(content: bytes) -> np.ndarray:
-    with MemoryFile(content) as memory, memory.open() as image:
-        return image.read()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # a tile image has no geotransform
+        with MemoryFile(content) as memory, memory.open() as image:
+            return image.read()
 
 
 def _tile_url(raster: str, tile: morecantile.Tile, kind: str = "tiles", suffix: str = "") -> str:

@@ -25,12 +25,11 @@ from typing import Annotated, Any, Literal
 
 import morecantile
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import RioTilerError, TileOutsideBounds
 from rio_tiler.models import ImageData
 from titiler.core.algorithm import TerrainRGB, Terrarium
-from titiler.core.models.mapbox import TileJSON
 from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
@@ -68,6 +67,30 @@ class Link(BaseModel):
     templated: bool | None = None
 
 
+#: Lists, not tuples, in the response models: a tuple becomes ``prefixItems``, which OpenAPI 3.0 (``/api``) lacks.
+Box = Annotated[list[float], Field(min_length=4, max_length=4, description="west, south, east, north (WGS84)")]
+Pair = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class TileJSON(BaseModel):
+    """TileJSON 3.0.0 (https://github.com/mapbox/tilejson-spec/tree/master/3.0.0), plus MapLibre's terrain keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+    tilejson: str = "3.0.0"
+    name: str | None = None
+    description: str | None = None
+    attribution: str | None = None
+    scheme: str = "xyz"
+    tiles: list[str]
+    minzoom: int
+    maxzoom: int
+    bounds: Box
+    center: Annotated[list[float], Field(min_length=3, max_length=3, description="lon, lat, zoom")]
+    encoding: TerrainEncoding | None = Field(default=None, description="Terrain tiles only: how heights are coded.")
+    tileSize: int | None = Field(default=None, description="Terrain tiles only: pixels per tile side.")
+
+
 class RasterSummary(BaseModel):
     """A raster layer as clients see it: where it is, its zooms, how it is drawn, and links to its tiles."""
 
@@ -75,13 +98,13 @@ class RasterSummary(BaseModel):
     title: str
     kind: RasterKind
     description: str | None = None
-    bounds: tuple[float, float, float, float]
+    bounds: Box
     minzoom: int
     maxzoom: int
     band_count: int
     dtype: str
-    value_range: tuple[float, float] | None = None
-    rescale: tuple[float, float] | None = None
+    value_range: Pair | None = None
+    rescale: Pair | None = None
     colormap: str | None = None
     links: list[Link]
 
@@ -210,7 +233,7 @@ class RasterTilesAPI:
             template = _template(request, "terrain_tile", raster_id=raster_id, tms=tms)
             response.headers["Cache-Control"] = DOCUMENT_CACHE_CONTROL
             document = _tilejson(layer, template)
-            return document.model_copy(update={"encoding": params.encoding.value, "tileSize": params.tilesize})
+            return document.model_copy(update={"encoding": params.encoding, "tileSize": params.tilesize})
 
     # --- tiles ---------------------------------------------------------------
 
@@ -410,7 +433,7 @@ def _tilejson(layer: RasterLayer, template: str) -> TileJSON:
         minzoom=layer.minzoom,
         maxzoom=layer.maxzoom,
         bounds=[west, south, east, north],
-        center=((west + east) / 2, (south + north) / 2, max(layer.minzoom, min(layer.maxzoom, 12))),
+        center=[(west + east) / 2, (south + north) / 2, max(layer.minzoom, min(layer.maxzoom, 12))],
     )
 
 
@@ -448,13 +471,13 @@ def _summary(request: Request, layer: RasterLayer) -> RasterSummary:
         title=layer.title,
         kind=layer.kind,
         description=layer.description,
-        bounds=layer.bounds,
+        bounds=list(layer.bounds),
         minzoom=layer.minzoom,
         maxzoom=layer.maxzoom,
         band_count=layer.band_count,
         dtype=layer.dtype,
-        value_range=layer.value_range,
-        rescale=layer.draw_rescale,
+        value_range=list(layer.value_range) if layer.value_range else None,
+        rescale=list(layer.draw_rescale) if layer.draw_rescale else None,
         colormap=layer.draw_colormap,
         links=links,
     )

@@ -355,7 +355,7 @@ def test_the_sample_dem_is_a_cog_with_sea_plains_and_hills(sample_dem: tuple[Pat
         heights = dem.read(1)
         on_land = ~geometry_mask([geo.land], heights.shape, dem.transform)
         assert (heights[on_land] > 0).all()
-        assert heights.min() > -15 and heights.max() < 800
+        assert heights.min() > -15 and heights.max() < 1000
 
 
 def test_the_sample_dem_is_deterministic() -> None:

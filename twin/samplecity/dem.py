@@ -53,7 +53,8 @@ _M_PER_DEG_LAT = 110_574.0
 _M_PER_DEG_LON_EQUATOR = 111_320.0
 
 #: Peak heights of the drawn hill areas, by name; an unknown hill gets the default.
-HILL_HEIGHTS_M = {"núi Vũng Chua – Ghềnh Ráng": 520.0, "núi Phương Mai": 310.0}
+#: (Above the ~500 m and ~300 m wanted: the noise that roughens the relief lowers it by about a sixth.)
+HILL_HEIGHTS_M = {"núi Vũng Chua – Ghềnh Ráng": 600.0, "núi Phương Mai": 360.0}
 DEFAULT_HILL_M = 200.0
 
 
@@ -69,11 +70,11 @@ class Massif:
 
 #: Hills beyond the drawn map (which stops at 109.13°E and 13.655°N): illustrative, not surveyed.
 OUTER_MASSIFS = (
-    Massif(109.02, 13.66, 720.0, 6500.0),  # south-west, towards Vân Canh
-    Massif(109.08, 13.71, 480.0, 4000.0),
-    Massif(108.99, 13.76, 560.0, 5500.0),  # west
-    Massif(109.05, 13.62, 600.0, 5000.0),
-    Massif(109.18, 13.63, 380.0, 3500.0),  # the coast south of Quy Hòa
+    Massif(109.02, 13.66, 450.0, 6500.0),  # south-west, towards Vân Canh (they overlap: heights add up)
+    Massif(109.08, 13.71, 300.0, 4000.0),
+    Massif(108.99, 13.76, 420.0, 5500.0),  # west
+    Massif(109.05, 13.62, 380.0, 5000.0),
+    Massif(109.18, 13.63, 330.0, 3500.0),  # the coast south of Quy Hòa
 )
 
 
@@ -114,6 +115,17 @@ class DemGrid:
         """Metres from each pixel where ``outside`` is true to the nearest pixel where it is false."""
         return np.asarray(ndimage.distance_transform_edt(outside, sampling=(self.dy_m, self.dx_m)))
 
+    def window(self, geom: shapely.Geometry, margin_m: float) -> tuple[slice, slice]:
+        """Rows and columns of the geometry's bounding box grown by a margin, clipped to the grid."""
+        west, south, east, north = geom.bounds
+        inverse = ~self.transform
+        col0, row0 = inverse * (west, north)
+        col1, row1 = inverse * (east, south)
+        grow_c, grow_r = margin_m / self.dx_m, margin_m / self.dy_m
+        rows = slice(max(0, int(row0 - grow_r)), min(self.height, int(row1 + grow_r) + 1))
+        cols = slice(max(0, int(col0 - grow_c)), min(self.width, int(col1 + grow_c) + 1))
+        return rows, cols
+
     def lonlat(self) -> tuple[np.ndarray, np.ndarray]:
         cols = np.arange(self.width) + 0.5
         rows = np.arange(self.height) + 0.5
@@ -135,10 +147,11 @@ def build_dem(
     offshore_m = grid.distance_m(water)  # in water: metres to land
 
     rng = np.random.default_rng([seed, 11])
-    relief = np.maximum(_hills(geo, grid), _outer_massifs(grid))
-    relief *= _valleys(geo, grid, bounds)
-    relief *= 0.8 + 0.4 * _noise(rng, grid.shape, sigma_px=40.0 * ARC_SECOND / pixel_deg)
-    relief += (2.0 + 0.04 * relief) * _noise(rng, grid.shape, sigma_px=6.0 * ARC_SECOND / pixel_deg, centred=True)
+    relief = _hills(geo, grid) + _outer_massifs(grid, rng)  # sums, not maxima: a maximum leaves a crease
+    relief *= _valleys(geo, grid)
+    relief *= 0.6 + 0.5 * _noise(rng, grid.shape, sigma_px=60.0 * ARC_SECOND / pixel_deg)
+    relief *= 0.85 + 0.25 * _noise(rng, grid.shape, sigma_px=15.0 * ARC_SECOND / pixel_deg)
+    relief += (0.5 + 0.04 * relief) * _noise(rng, grid.shape, sigma_px=6.0 * ARC_SECOND / pixel_deg, centred=True)
     plain = 0.6 + 7.0 * (1.0 - np.exp(-inland_m / 3000.0))
     shore_taper = 1.0 - np.exp(-inland_m / 150.0)
     land = plain + np.maximum(relief, 0.0) * shore_taper
@@ -146,7 +159,7 @@ def build_dem(
     sea_depth = 0.5 + 11.5 * (1.0 - np.exp(-offshore_m / 3000.0))
     lagoon_depth = 0.3 + 2.2 * (1.0 - np.exp(-offshore_m / 500.0))
     dem = np.where(water, -np.where(is_lagoon, lagoon_depth, sea_depth), land)
-    dem = ndimage.gaussian_filter(dem, sigma=1.0 * ARC_SECOND / pixel_deg + 0.5)
+    dem = ndimage.gaussian_filter(dem, sigma=2.0 * ARC_SECOND / pixel_deg + 0.5)
     # Smoothing must not move the shoreline: land stays above 0 m and water below.
     dem = np.where(water, np.minimum(dem, -0.1), np.maximum(dem, 0.1))
     return dem.astype("float32"), grid
@@ -155,39 +168,46 @@ def build_dem(
 def _hills(geo: Geography, grid: DemGrid) -> np.ndarray:
     """Each drawn hill area rises from its foot (a little outside the outline) to its peak height inside."""
     relief = np.zeros(grid.shape)
+    margin_m = 4000.0  # beyond the foot: the window holds every pixel a hill raises
     for hill in geo.hills:
-        inside = grid.burn([hill.polygon])
+        rows, cols = grid.window(hill.polygon, margin_m)
+        inside = grid.burn([hill.polygon])[rows, cols]
         if not inside.any():
             continue
         depth_in = grid.distance_m(inside)
         depth_out = grid.distance_m(~inside)
-        signed = np.where(inside, depth_in, -depth_out)
-        foot_m = 500.0
-        core_m = max(float(depth_in.max()) * 0.85, 1.0)
+        # Smoothed, so the creases of the distance field (the outline's skeleton) do not show as ridges.
+        signed = ndimage.gaussian_filter(np.where(inside, depth_in, -depth_out), sigma=400.0 / grid.dx_m)
+        foot_m = 1500.0  # hills have long feet; the outline is where streets stop, not where slopes start
+        core_m = max(float(signed.max()), 1.0)
         profile = np.clip((signed + foot_m) / (core_m + foot_m), 0.0, 1.0)
         peak = HILL_HEIGHTS_M.get(hill.name, DEFAULT_HILL_M)
-        relief = np.maximum(relief, peak * profile**1.4 * (3 - 2 * profile))
+        relief[rows, cols] += peak * profile**2 * (3 - 2 * profile)
     return relief
 
 
-def _outer_massifs(grid: DemGrid) -> np.ndarray:
+def _outer_massifs(grid: DemGrid, rng: np.random.Generator) -> np.ndarray:
+    """Elongated rounded ridges, each turned its own (seeded) way, so they do not read as circles."""
     lon, lat = grid.lonlat()
     relief = np.zeros(grid.shape)
     for massif in OUTER_MASSIFS:
         dx = (lon - massif.lon) * grid.dx_m / grid.transform.a
         dy = (lat - massif.lat) * grid.dy_m / -grid.transform.e
-        relief = np.maximum(relief, massif.height_m * np.exp(-(dx**2 + dy**2) / massif.radius_m**2))
+        angle, aspect = rng.uniform(0, np.pi), rng.uniform(1.3, 2.0)
+        along = (dx * np.cos(angle) + dy * np.sin(angle)) / aspect
+        across = (-dx * np.sin(angle) + dy * np.cos(angle)) * aspect**0.5
+        relief += massif.height_m * np.exp(-(along**2 + across**2) / massif.radius_m**2)
     return relief
 
 
-def _valleys(geo: Geography, grid: DemGrid, bounds: tuple[float, float, float, float]) -> np.ndarray:
+def _valleys(geo: Geography, grid: DemGrid) -> np.ndarray:
     """A factor from 0 on a river to 1 a kilometre or so away; rivers run on past the drawn map to the west."""
-    lines = [_extended_upstream(river.line, 0.25) for river in geo.rivers]
+    lines = [_extended_upstream(river.line, 0.06) for river in geo.rivers]
     on_river = grid.burn(lines, all_touched=True)
     if not on_river.any():
         return np.ones(grid.shape)
     distance = grid.distance_m(~on_river)
-    return 1.0 - np.exp(-((distance / 900.0) ** 2))
+    return 1.0 - 0.85 * np.exp(-((distance / 1200.0) ** 2))
 
 
 def _extended_upstream(line: shapely.Geometry, degrees: float) -> shapely.Geometry:

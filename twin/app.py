@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from layers.errors import TwinError, UnavailableError
+from layers.rasters import RasterCatalog
 from layers.signal import SharedCounter
 from layers.store import LayerStore
 from ogc.features import OPENAPI_30, FeaturesAPI
@@ -22,9 +23,10 @@ from ogc.transactions import FeatureTransactionsAPI
 from tiles.api import CONFORMANCE as TILES
 from tiles.api import TilesAPI
 from tiles.cache import TileCache
+from tiles.raster import RasterTilesAPI
 from tiles.service import TileService
 from twin import __version__
-from twin.admin import admin_router, get_store, require_api_key
+from twin.admin import admin_router, get_settings, get_store, require_api_key
 from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
@@ -76,6 +78,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.state.tiles = TileService(tile_cache)
     app.include_router(TilesAPI(get_store, app.state.tiles).router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
+    app.include_router(RasterTilesAPI(raster_catalog).router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)
     _add_api_document(app)
     return app
@@ -83,6 +86,11 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
 
 ERRORS = {code: PROBLEM_SCHEMA for code in (400, 404)}
 WRITE_ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}
+
+
+def raster_catalog(request: Request) -> RasterCatalog:
+    """The raster layers of the app's store; converted COGs go to TWIN_DATA_DIR/rasters."""
+    return RasterCatalog(get_store(request).engine, get_settings(request).data_dir / "rasters")
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

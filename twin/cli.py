@@ -27,6 +27,7 @@ from layers.io.exporter import export_layer
 from layers.io.importer import ImportReport, import_file
 from layers.io.sources import ReadOptions, SourceInfo
 from layers.model import LayerDefinition, LayerKind, LayerPatch
+from layers.rasters import RasterCatalog, RasterDefinition, RasterKind
 from layers.signal import SharedCounter
 from layers.store import LayerStore, LoadMode
 from twin.logconfig import configure_logging
@@ -41,6 +42,10 @@ app = typer.Typer(
 )
 layers_app = typer.Typer(help="List, describe, create, alter and drop layers.", no_args_is_help=True)
 app.add_typer(layers_app, name="layers")
+rasters_app = typer.Typer(
+    help="Register, list and remove raster layers (GeoTIFF: DEM, orthophoto…).", no_args_is_help=True
+)
+app.add_typer(rasters_app, name="rasters")
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -103,6 +108,8 @@ def samples(
 ) -> None:
     """Generate the Quy Nhơn sample city into TWIN_DATA_DIR/samples and load it, replacing earlier samples."""
     from twin.samplecity import generate_city
+    from twin.samplecity.dem import register_sample_dem
+    from twin.samplecity.inputs import load_inputs
 
     settings = TwinSettings()
     out_dir = settings.data_dir / "samples"
@@ -116,6 +123,9 @@ def samples(
                 store, sample.path, definition.id, mode=LoadMode.REPLACE, definition=definition
             )
             _print_report(report, definition.title)
+        with console.status("generating the elevation model…"):
+            dem = register_sample_dem(_raster_catalog(store), out_dir, load_inputs().geography, seed)
+        typer.echo(f"{dem.id} ({dem.title}): raster {dem.width}×{dem.height} registered")
 
 
 @app.command("import")
@@ -252,6 +262,84 @@ def drop_layer(
     with _open_store() as store:
         store.drop_layer(layer)
     typer.echo(f"{layer}: dropped")
+
+
+def _raster_catalog(store: LayerStore) -> RasterCatalog:
+    return RasterCatalog(store.engine, TwinSettings().data_dir / "rasters")
+
+
+@rasters_app.command("add")
+@_friendly
+def add_raster(
+    source: Annotated[
+        str, typer.Argument(help="GeoTIFF path or http(s)/s3 URL; not a COG → converted into TWIN_DATA_DIR/rasters.")
+    ],
+    raster_id: Annotated[str, typer.Option("--id", help="Raster layer id (a-z, 0-9, _).")],
+    title: Annotated[str, typer.Option(help="Title shown to people, e.g. 'Ảnh hàng không 2024'.")],
+    kind: Annotated[RasterKind, typer.Option(help="What the raster holds; dem also serves terrain tiles.")] = (
+        RasterKind.GENERIC
+    ),
+    nodata: Annotated[float | None, typer.Option(help="Value meaning 'no data' [default: the file's].")] = None,
+    rescale: Annotated[str | None, typer.Option(help="low,high: values drawn from first to last colour.")] = None,
+    colormap: Annotated[str | None, typer.Option(help="rio-tiler colormap name, e.g. terrain, blues.")] = None,
+    minzoom: Annotated[int | None, typer.Option(help="Lowest zoom served [default: from the file].")] = None,
+    maxzoom: Annotated[int | None, typer.Option(help="Highest zoom served [default: from the file].")] = None,
+    description: Annotated[str | None, typer.Option(help="A longer description.")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace a raster layer with the same id.")] = False,
+) -> None:
+    """Register a GeoTIFF as a raster layer; the file is checked first, the catalog changes only if it passes."""
+    definition = RasterDefinition(
+        id=raster_id,
+        title=title,
+        kind=kind,
+        source=source,
+        nodata=nodata,
+        rescale=_parse_interval(rescale) if rescale else None,
+        colormap=colormap,
+        minzoom=minzoom,
+        maxzoom=maxzoom,
+        description=description,
+    )
+    with _open_store() as store:
+        layer = _raster_catalog(store).register(definition, replace=replace)
+    converted = " (converted to a Cloud-Optimized GeoTIFF)" if layer.converted else ""
+    typer.echo(f"{layer.id}: registered{converted}, zoom {layer.minzoom}–{layer.maxzoom}, bounds {layer.bounds}")
+
+
+def _parse_interval(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("rescale must be two numbers: low,high") from None
+    return (low, high)
+
+
+@rasters_app.command("list")
+@_friendly
+def list_rasters() -> None:
+    """List the raster layers with their kind, size and zoom range."""
+    with _open_store() as store:
+        layers = _raster_catalog(store).list_rasters()
+    table = Table("id", "title", "kind", "size", "zoom", "values")
+    for layer in layers:
+        values = f"{layer.value_range[0]:g} – {layer.value_range[1]:g}" if layer.value_range else ""
+        size = f"{layer.width}×{layer.height}×{layer.band_count}"
+        table.add_row(layer.id, layer.title, layer.kind, size, f"{layer.minzoom}–{layer.maxzoom}", values)
+    Console().print(table)
+
+
+@rasters_app.command("remove")
+@_friendly
+def remove_raster(
+    raster_id: Annotated[str, typer.Argument(help="Raster layer id.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a raster layer (a COG Twin converted goes too; your own file stays)."""
+    if not yes:
+        typer.confirm(f"Remove raster layer '{raster_id}'?", abort=True)
+    with _open_store() as store:
+        _raster_catalog(store).remove(raster_id)
+    typer.echo(f"{raster_id}: removed")
 
 
 def main() -> None:

@@ -192,3 +192,18 @@ def build_layer_tables(layer: LayerDefinition) -> LayerTables:
         sa.Column("_valid_to", UTCDateTime, nullable=False, index=True),
     )
     return LayerTables(layer, current, history)
+
+
+class RasterRecord(SQLModel, table=True):
+    """A raster layer of the catalog: its definition and what registration read from the file, as JSON.
+
+    Rasters stay files (Cloud-Optimized GeoTIFFs read tile by tile); the catalog
+    only says where each one is and how to draw it (``layers.rasters``).
+    """
+
+    __tablename__ = "twin_raster"
+
+    id: str = Field(primary_key=True, max_length=64)
+    definition: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -315,3 +315,24 @@ def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: s
             writer.drop_layer(layer.id)
         reader.close()
         writer.close()
+
+
+def test_the_style_uses_a_dem_as_terrain(client: TestClient, populated: LayerStore, tmp_path: Path) -> None:
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from layers.rasters import RasterCatalog, RasterDefinition
+    from tests.test_rasters import write_tiff
+
+    heights = np.linspace(0, 500, 64 * 64, dtype="float32").reshape(64, 64)
+    path = write_tiff(tmp_path / "dem.tif", heights, from_origin(109.1, 13.9, 0.005, 0.005), "EPSG:4326", nodata=-9999)
+    RasterCatalog(populated.engine, tmp_path / "rasters").register(
+        RasterDefinition(id="dem", title="Độ cao", kind="dem", source=str(path))
+    )
+    style = client.get("/styles/default").json()
+    assert style["terrain"] == {"source": "terrain", "exaggeration": 1.0}
+    terrain = style["sources"]["terrain"]
+    assert terrain["type"] == "raster-dem" and terrain["encoding"] == "terrarium"
+    tilejson = client.get(terrain["url"].removeprefix("http://testserver")).json()
+    assert tilejson["encoding"] == "terrarium"
+    assert [layer["id"] for layer in style["layers"]][:2] == ["background", "hillshade"]

@@ -64,10 +64,13 @@ class TilesAPI:
         get_store: Callable[..., LayerStore],
         service: TileService,
         scope: ScopeHook = everything,
+        elevation: Callable[[Request], str | None] = lambda request: None,
     ) -> None:
+        """``elevation`` names the raster layer (a DEM) that styles use as terrain, if there is one."""
         self.get_store = get_store
         self.service = service
         self.scope = scope
+        self.elevation = elevation
         self.router = APIRouter(tags=["OGC API – Tiles"])
         self._register()
 
@@ -239,7 +242,7 @@ class TilesAPI:
             layers = store.list_layers()
             bounds = _union(store, layers) if layers else None
             centre = ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2) if bounds else None
-            document = style_document(_base(request), "Twin", layers, centre)
+            document = style_document(_base(request), "Twin", layers, centre, self.elevation(request))
             return _json(document, STYLE_JSON)
 
     # --- helpers --------------------------------------------------------------------

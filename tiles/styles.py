@@ -8,6 +8,7 @@ from layers.model import FieldType, GeometryType, LayerDefinition, LayerKind
 from layers.vectortiles import COUNT_PROPERTY
 
 MVT = "application/vnd.mapbox-vector-tile"
+TERRAIN_SOURCE = "terrain"
 #: Beyond this zoom, clients draw from the parent tile (MapLibre "overzooms"): deeper tiles add nothing.
 SOURCE_MAX_ZOOM = 16
 _FIELD_TYPES = {
@@ -162,11 +163,19 @@ def style_layers(layer: LayerDefinition) -> list[dict[str, Any]]:
 
 
 def style_document(
-    base: str, name: str, layers: list[LayerDefinition], center: tuple[float, float] | None
+    base: str,
+    name: str,
+    layers: list[LayerDefinition],
+    center: tuple[float, float] | None,
+    dem: str | None = None,
 ) -> dict[str, Any]:
-    """A complete MapLibre style: one vector source per layer, drawn in a sensible order over a sea background."""
+    """A complete MapLibre style: one vector source per layer, drawn in a sensible order over a sea background.
+
+    With a ``dem`` raster layer, the style also has its terrain (Terrarium tiles)
+    as MapLibre 3D terrain and as hillshading under the layers.
+    """
     ordered = sorted(layers, key=lambda layer: (_KIND_ORDER.index(layer.kind), layer.id))
-    sources = {
+    sources: dict[str, dict[str, Any]] = {
         layer.id: {
             "type": "vector",
             "url": f"{base}/collections/{layer.id}/tiles/WebMercatorQuad/tilejson.json",
@@ -175,14 +184,33 @@ def style_document(
         for layer in ordered
     }
     background = {"id": "background", "type": "background", "paint": {"background-color": "#dbe8f0"}}
+    relief: list[dict[str, Any]] = []
+    if dem is not None:
+        sources[TERRAIN_SOURCE] = {
+            "type": "raster-dem",
+            "url": f"{base}/rasters/{dem}/terrain/WebMercatorQuad/tilejson.json",
+            "tileSize": 512,
+            "encoding": "terrarium",
+        }
+        relief.append(
+            {
+                "id": "hillshade",
+                "type": "hillshade",
+                "source": TERRAIN_SOURCE,
+                "metadata": {"twin:raster": dem},
+                "paint": {"hillshade-exaggeration": 0.4, "hillshade-shadow-color": "#6b7b8c"},
+            }
+        )
     document: dict[str, Any] = {
         "version": 8,
         "name": name,
         "metadata": {"twin:layers": [layer.id for layer in ordered]},
         "sources": sources,
-        "layers": [background, *(style for layer in ordered for style in style_layers(layer))],
+        "layers": [background, *relief, *(style for layer in ordered for style in style_layers(layer))],
         "zoom": 12,
     }
+    if dem is not None:
+        document["terrain"] = {"source": TERRAIN_SOURCE, "exaggeration": 1.0}
     if center is not None:
         document["center"] = list(center)
     return document

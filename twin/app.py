@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from layers.errors import TwinError, UnavailableError
-from layers.rasters import RasterCatalog
+from layers.rasters import RasterCatalog, RasterKind
 from layers.signal import SharedCounter
 from layers.store import LayerStore
 from ogc.features import OPENAPI_30, FeaturesAPI
@@ -76,7 +76,8 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
     tile_cache = TileCache(settings.tile_cache_mb * 2**20, settings.tile_cache_dir)
     app.state.tiles = TileService(tile_cache)
-    app.include_router(TilesAPI(get_store, app.state.tiles).router, responses=ERRORS)  # type: ignore[arg-type]
+    tiles_api = TilesAPI(get_store, app.state.tiles, elevation=_elevation)
+    app.include_router(tiles_api.router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
     app.include_router(RasterTilesAPI(raster_catalog).router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)
@@ -91,6 +92,12 @@ WRITE_ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}
 def raster_catalog(request: Request) -> RasterCatalog:
     """The raster layers of the app's store; converted COGs go to TWIN_DATA_DIR/rasters."""
     return RasterCatalog(get_store(request).engine, get_settings(request).data_dir / "rasters")
+
+
+def _elevation(request: Request) -> str | None:
+    """The first DEM raster layer, which map styles use as terrain."""
+    dems = [r.id for r in raster_catalog(request).list_rasters() if r.kind is RasterKind.DEM]
+    return dems[0] if dems else None
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

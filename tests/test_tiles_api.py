@@ -6,6 +6,7 @@ server, where a write to one worker must never leave a stale tile in the other.
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import subprocess
@@ -336,3 +337,45 @@ def test_the_style_uses_a_dem_as_terrain(client: TestClient, populated: LayerSto
     tilejson = client.get(terrain["url"].removeprefix("http://testserver")).json()
     assert tilejson["encoding"] == "terrarium"
     assert [layer["id"] for layer in style["layers"]][:2] == ["background", "hillshade"]
+
+
+def test_a_pmtiles_archive_holds_the_served_tiles(client: TestClient, populated: LayerStore, tmp_path: Path) -> None:
+    from pmtiles.reader import MmapSource, Reader
+
+    from tiles.archive import export_pmtiles
+
+    path = tmp_path / "city.pmtiles"
+    report = export_pmtiles(populated, ["lights", "parcels"], path, 12, 15)
+    assert report.tiles > 0 and path.exists() and not list(tmp_path.glob("*.part"))
+    with path.open("rb") as f:
+        reader = Reader(MmapSource(f))
+        header = reader.header()
+        assert (header["min_zoom"], header["max_zoom"]) == (12, 15)
+        metadata = reader.metadata()
+        assert [v["id"] for v in metadata["vector_layers"]] == ["lights", "parcels"]
+        archived = gzip.decompress(reader.get(Z, X, Y))
+    served = client.get(f"/tiles/{TILE}?collections=lights,parcels", headers={"Accept-Encoding": "identity"})
+    assert archived == served.content
+    # GDAL (through pyogrio's bundled GDAL) reads the archive too.
+    import pyogrio
+
+    found = pyogrio.read_dataframe(path, layer="lights")
+    assert len(found) >= 10 and set(found["road"]) == {"Trần Hưng Đạo"}
+
+
+def test_a_failed_export_leaves_nothing(populated: LayerStore, tmp_path: Path) -> None:
+    from layers.errors import InvalidInputError, NotFoundError
+    from tiles.archive import export_pmtiles
+
+    with pytest.raises(InvalidInputError):
+        export_pmtiles(populated, ["lights"], tmp_path / "x.pmtiles", 15, 12)
+    with pytest.raises(NotFoundError):
+        export_pmtiles(populated, ["lights", "nothing"], tmp_path / "x.pmtiles", 12, 13)
+
+    def interrupted(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_pmtiles(populated, ["lights"], tmp_path / "x.pmtiles", 12, 15, progress=interrupted)
+    assert list(tmp_path.iterdir()) == []  # neither the archive nor its temporary file

@@ -42,6 +42,8 @@ app = typer.Typer(
 )
 layers_app = typer.Typer(help="List, describe, create, alter and drop layers.", no_args_is_help=True)
 app.add_typer(layers_app, name="layers")
+tiles_app = typer.Typer(help="Vector tiles: export layers to an offline PMTiles archive.", no_args_is_help=True)
+app.add_typer(tiles_app, name="tiles")
 rasters_app = typer.Typer(
     help="Register, list and remove raster layers (GeoTIFF: DEM, orthophoto…).", no_args_is_help=True
 )
@@ -198,6 +200,40 @@ def export_command(
     with _open_store() as store:
         count = export_layer(store, layer, file, query)
     typer.echo(f"{layer}: {count:,} features written to {file}")
+
+
+@tiles_app.command("export")
+@_friendly
+def export_tiles(
+    file: Annotated[Path, typer.Argument(help="Output archive, ending in .pmtiles.")],
+    layers: Annotated[
+        str | None, typer.Option(help="Comma-separated layer ids, one MVT layer each [default: every layer].")
+    ] = None,
+    minzoom: Annotated[int, typer.Option(help="Lowest zoom written.")] = 10,
+    maxzoom: Annotated[int, typer.Option(help="Highest zoom written (clients overzoom past it).")] = 16,
+    bbox: Annotated[str | None, typer.Option(help="Only tiles meeting west,south,east,north (lon/lat).")] = None,
+) -> None:
+    """Write the layers' vector tiles for some zooms into one PMTiles file (for offline maps or a CDN).
+
+    The tiles are those the server sends: same features, aggregation and properties.
+    """
+    from tiles.archive import export_pmtiles
+
+    area = _parse_bbox(bbox) if bbox else None
+    with _open_store() as store:
+        ids = [i.strip() for i in layers.split(",") if i.strip()] if layers else [d.id for d in store.list_layers()]
+        with console.status("writing tiles…") as status:
+
+            def progress(done: int, total: int) -> None:
+                if done % 50 == 0 or done == total:
+                    status.update(f"writing tiles… {done:,} of {total:,}")
+
+            box = (area.west, area.south, area.east, area.north) if area else None
+            report = export_pmtiles(store, ids, file, minzoom, maxzoom, box, progress)
+    typer.echo(
+        f"{file}: {report.tiles:,} tiles of {', '.join(ids)}, zooms {minzoom}–{maxzoom} "
+        f"({report.empty:,} empty left out), {report.bytes / 1e6:.1f} MB"
+    )
 
 
 def _parse_bbox(text: str) -> BBox:

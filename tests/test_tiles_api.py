@@ -364,18 +364,19 @@ def test_a_pmtiles_archive_holds_the_served_tiles(client: TestClient, populated:
 
 
 def test_a_failed_export_leaves_nothing(populated: LayerStore, tmp_path: Path) -> None:
+    out = tmp_path / "exports"
     from layers.errors import InvalidInputError, NotFoundError
     from tiles.archive import export_pmtiles
 
     with pytest.raises(InvalidInputError):
-        export_pmtiles(populated, ["lights"], tmp_path / "x.pmtiles", 15, 12)
+        export_pmtiles(populated, ["lights"], out / "x.pmtiles", 15, 12)
     with pytest.raises(NotFoundError):
-        export_pmtiles(populated, ["lights", "nothing"], tmp_path / "x.pmtiles", 12, 13)
+        export_pmtiles(populated, ["lights", "nothing"], out / "x.pmtiles", 12, 13)
 
     def interrupted(done: int, total: int) -> None:
         if done == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        export_pmtiles(populated, ["lights"], tmp_path / "x.pmtiles", 12, 15, progress=interrupted)
-    assert list(tmp_path.iterdir()) == []  # neither the archive nor its temporary file
+        export_pmtiles(populated, ["lights"], out / "x.pmtiles", 12, 15, progress=interrupted)
+    assert list(out.iterdir()) == []  # neither the archive nor its temporary file

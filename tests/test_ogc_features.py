@@ -19,6 +19,7 @@ from shapely.geometry import Point
 from layers.features import FeatureInput
 from layers.model import LayerDefinition
 from layers.store import LayerStore
+from tiles.api import CONFORMANCE as TILES_CONFORMANCE
 from twin.app import create_app
 from twin.settings import TwinSettings
 
@@ -91,6 +92,7 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
         f"{spec}cql2/1.0/conf/spatial-functions",
         f"{spec}ogcapi-features-4/1.0/conf/create-replace-delete",
         f"{spec}ogcapi-features-4/1.0/conf/update",
+        *TILES_CONFORMANCE,
     }
     [collection] = client.get("/collections").json()["collections"]
     assert collection["id"] == "lights" and collection["title"] == "Đèn đường Quy Nhơn"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,13 +377,21 @@ def test_within_distance_with_a_limit_returns_the_nearest(store: LayerStore) -> 
 
 def test_migrations_create_what_the_models_describe(store: LayerStore) -> None:
     from alembic.autogenerate import compare_metadata
+    from alembic.config import Config
     from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
     from sqlmodel import SQLModel
 
+    import layers.store.backend
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(layers.store.backend.__file__).with_name("migrations")))
+    head = ScriptDirectory.from_config(config).get_current_head()
     with store.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
-    catalog = {"twin_layer", "twin_catalog"}
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
+    catalog = {t for t in SQLModel.metadata.tables if t.startswith("twin_")}
+    assert {"twin_layer", "twin_catalog", "twin_layer_data", "twin_layer_change"} <= catalog
     about_catalog = [d for d in differences if _table_of(d) in catalog]
     assert about_catalog == []
 

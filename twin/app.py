@@ -18,6 +18,10 @@ from ogc.features import OPENAPI_30, FeaturesAPI
 from ogc.openapi import with_collections
 from ogc.transactions import CONFORMANCE as TRANSACTIONS
 from ogc.transactions import FeatureTransactionsAPI
+from tiles.api import CONFORMANCE as TILES
+from tiles.api import TilesAPI
+from tiles.cache import TileCache
+from tiles.service import TileService
 from twin import __version__
 from twin.admin import admin_router, get_store, require_api_key
 from twin.openapi30 import downgrade
@@ -64,9 +68,12 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
         app.state.store = store
     install_problem_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=TRANSACTIONS)
+    features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=[*TRANSACTIONS, *TILES])
     app.include_router(features.router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
+    tile_cache = TileCache(settings.tile_cache_mb * 2**20, settings.tile_cache_dir)
+    app.state.tiles = TileService(tile_cache)
+    app.include_router(TilesAPI(get_store, app.state.tiles).router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
     _add_health(app)
     _add_api_document(app)

@@ -25,6 +25,10 @@ class TwinSettings(BaseSettings):
         default_factory=list,
         description='API keys allowed to change layers, as a JSON list: TWIN_API_KEYS=\'["k1","k2"]\'.',
     )
+    tile_cache_mb: int = Field(default=256, ge=0, description="Memory for encoded tiles, per worker process.")
+    tile_cache_dir: Path | None = Field(
+        default=None, description="Folder for a tile cache on disk, shared by the workers; unset means memory only."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import shapely
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
@@ -25,6 +26,15 @@ from layers.features import BBox, Near
 from layers.geodesy import degree_bands, search_window
 from layers.store.tables import SRID, LayerTables
 from layers.validation import RowBatch
+from layers.vectortiles import (
+    MAX_BYTES,
+    MAX_FEATURES,
+    TileSpec,
+    VectorTile,
+    encode_aggregates,
+    encode_features,
+    representative_points,
+)
 
 #: Execution option marking a connection that will write (SQLite begins it IMMEDIATE).
 WRITE_OPTION = "twin_write"
@@ -158,6 +168,39 @@ class SpatialBackend(ABC):
     @abstractmethod
     def spatial_extent(self, conn: Connection, table: sa.Table) -> tuple[float, float, float, float] | None:
         """(west, south, east, north) of the table's geometries, cheaply: an estimate, not an exact box."""
+
+    def vector_tile(
+        self,
+        conn: Connection,
+        tables: LayerTables,
+        spec: TileSpec,
+        names: list[str],
+        filters: list[ColumnElement[bool]],
+    ) -> VectorTile:
+        """One layer of a vector tile: the features in it, or their aggregates when there are too many.
+
+        This default reads the candidates and encodes them in Python
+        (``layers.vectortiles``); a backend that can build the tile in SQL overrides it.
+        """
+        table = tables.current
+        layer = tables.definition.id
+        stmt = (
+            sa.select(table.c.fid, self.geom_as_wkb(table.c.geom), *(table.c[n] for n in names))
+            .where(self.box_prefilter(table, spec.lonlat_box()), *filters)
+            .limit(MAX_FEATURES + 1)
+        )
+        rows = conn.execute(stmt).all()
+        if len(rows) <= MAX_FEATURES:
+            geometries = shapely.from_wkb([row[1] for row in rows])
+            properties = [dict(zip(names, row[2:], strict=True)) for row in rows]
+            tile = encode_features(layer, spec, [row[0] for row in rows], geometries, properties)
+            if len(tile.data) <= MAX_BYTES:
+                return tile
+        inside = sa.select(self.geom_as_wkb(table.c.geom)).where(
+            self.box_prefilter(table, spec.lonlat_box(buffered=False)), *filters
+        )
+        geometries = shapely.from_wkb(conn.execute(inside).scalars().all())
+        return encode_aggregates(layer, spec, representative_points(geometries))
 
     def analyze(self, conn: Connection, table: sa.Table) -> None:
         """Refresh planner statistics after a bulk change."""

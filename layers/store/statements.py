@@ -225,3 +225,8 @@ def features_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> l
 
 def selected_names(layer: LayerDefinition, query: FeatureQuery) -> list[str]:
     return _property_names(layer, query.properties)
+
+
+def where_clauses(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``query`` on the current table, for statements built elsewhere (tiles)."""
+    return _filters(backend, tables, tables.current, query, ())

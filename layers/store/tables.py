@@ -83,6 +83,36 @@ class CatalogVersion(SQLModel, table=True):
     version: int = 0
 
 
+class LayerDataVersion(SQLModel, table=True):
+    """A layer's data version: every committed write to its features moves it by one.
+
+    Writers update this row, so writes to one layer are numbered in commit
+    order; the row outlives a dropped layer so a recreated one never reuses a number.
+    """
+
+    __tablename__ = "twin_layer_data"
+
+    layer_id: str = Field(primary_key=True, max_length=64)
+    version: int = Field(sa_type=sa.BigInteger)
+
+
+class LayerChange(SQLModel, table=True):
+    """Where one write landed: the box around every geometry it added, changed or removed.
+
+    A null box means "anywhere" (a whole-layer replace). Only the most recent
+    changes are kept; a reader that knows an older version treats everything as changed.
+    """
+
+    __tablename__ = "twin_layer_change"
+
+    layer_id: str = Field(primary_key=True, max_length=64)
+    version: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    west: float | None = None
+    south: float | None = None
+    east: float | None = None
+    north: float | None = None
+
+
 _COLUMN_TYPES: dict[FieldType, sa.types.TypeEngine[Any] | type[sa.types.TypeEngine[Any]]] = {
     FieldType.STRING: sa.Text,
     FieldType.INTEGER: sa.BigInteger,

@@ -1,0 +1,166 @@
+"""Vector tiles as plain values, and Mapbox Vector Tile encoding in Python.
+
+A tile is asked for by its bounds in Web Mercator (the ``tiles`` package gets
+them from morecantile). The store finds the layer's features in it; the
+backend encodes them: PostGIS with ``ST_AsMVTGeom``/``ST_AsMVT`` in one
+query, SpatiaLite through :func:`encode_features` here. Both clip to the same
+buffer, snap to the same grid and aggregate the same way, so both backends give
+the same features for the same tile.
+
+A tile is bounded: when more than :data:`MAX_FEATURES` features fall in it, or
+its encoding passes :data:`MAX_BYTES`, it is aggregated instead — every
+feature counted once, in the grid cell (:data:`AGGREGATE_GRID` cells a side)
+that holds the centre of its bounding box, and each cell drawn as one point at
+the mean position of its features, with the count in ``_count``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import mapbox_vector_tile
+import numpy as np
+import shapely
+from numpy.typing import NDArray
+from pyproj import Transformer
+
+#: Most features a tile carries before it is aggregated.
+MAX_FEATURES = 10_000
+#: Largest encoded layer before it is aggregated.
+MAX_BYTES = 512 * 1024
+#: Aggregation cells per tile side.
+AGGREGATE_GRID = 64
+#: The property that holds an aggregate's feature count.
+COUNT_PROPERTY = "_count"
+
+_TO_MERCATOR = Transformer.from_crs(4326, 3857, always_xy=True)
+_TO_LONLAT = Transformer.from_crs(3857, 4326, always_xy=True)
+
+
+@dataclass(frozen=True, slots=True)
+class TileSpec:
+    """One tile of the Web Mercator grid: its bounds in EPSG:3857 metres and its encoding grid."""
+
+    z: int
+    x: int
+    y: int
+    west: float
+    south: float
+    east: float
+    north: float
+    extent: int = 4096
+    buffer: int = 64
+
+    @property
+    def cell(self) -> float:
+        """Width of one aggregation cell in metres."""
+        return (self.east - self.west) / AGGREGATE_GRID
+
+    def lonlat_box(self, *, buffered: bool = True) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in EPSG:4326, with the encoding buffer or without.
+
+        Web Mercator maps meridians and parallels to straight lines, so a
+        Mercator rectangle is exactly a lon/lat rectangle.
+        """
+        margin = (self.east - self.west) * self.buffer / self.extent if buffered else 0.0
+        limit = 20037508.342789244
+        west, south = _TO_LONLAT.transform(max(self.west - margin, -limit), max(self.south - margin, -limit))
+        east, north = _TO_LONLAT.transform(min(self.east + margin, limit), min(self.north + margin, limit))
+        return (west, south, east, north)
+
+
+@dataclass(frozen=True, slots=True)
+class VectorTile:
+    """One layer of a tile, encoded (no compression). Empty tiles have ``data == b""``."""
+
+    layer: str
+    data: bytes
+    features: int
+    aggregated: bool
+
+
+def mvt_value(value: Any) -> Any:
+    """A property as both backends put it in a tile: timestamps as ISO 8601 UTC text, dates as ISO dates."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _to_tile(spec: TileSpec, coords: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Lon/lat coordinates to tile units, y up (the encoder turns it down)."""
+    x, y = _TO_MERCATOR.transform(coords[:, 0], coords[:, 1])
+    scale = spec.extent / (spec.east - spec.west)
+    return np.column_stack(((np.asarray(x) - spec.west) * scale, (np.asarray(y) - spec.south) * scale))
+
+
+def encode_features(
+    name: str,
+    spec: TileSpec,
+    fids: Sequence[int],
+    geometries: NDArray[Any],
+    properties: Sequence[dict[str, Any]],
+) -> VectorTile:
+    """Clip, snap and encode features given in EPSG:4326, as ``ST_AsMVTGeom`` + ``ST_AsMVT`` do."""
+    if len(fids) == 0:
+        return VectorTile(name, b"", 0, False)
+    in_tile = shapely.transform(geometries, lambda coords: _to_tile(spec, coords))
+    edge = spec.buffer
+    clipped = shapely.clip_by_rect(in_tile, -edge, -edge, spec.extent + edge, spec.extent + edge)
+    snapped = shapely.set_precision(clipped, 1.0)
+    keep = ~shapely.is_empty(snapped)
+    features = [
+        {
+            "id": int(fid),
+            "geometry": geom,
+            "properties": {k: mvt_value(v) for k, v in props.items() if v is not None},
+        }
+        for fid, geom, props, kept in zip(fids, snapped, properties, keep, strict=True)
+        if kept
+    ]
+    if not features:
+        return VectorTile(name, b"", 0, False)
+    data = mapbox_vector_tile.encode(
+        [{"name": name, "features": features}],
+        default_options={"extents": spec.extent, "y_coord_down": False, "check_winding_order": True},
+    )
+    return VectorTile(name, data, len(features), False)
+
+
+def representative_points(geometries: NDArray[Any]) -> NDArray[np.float64]:
+    """The centre of each geometry's bounding box, lon/lat: where aggregation counts it."""
+    bounds = shapely.bounds(geometries)
+    return np.column_stack(((bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2))
+
+
+def encode_aggregates(name: str, spec: TileSpec, lonlat: NDArray[np.float64]) -> VectorTile:
+    """Count points (lon/lat) per grid cell of the tile; one point feature per non-empty cell."""
+    if len(lonlat) == 0:
+        return VectorTile(name, b"", 0, True)
+    mx, my = (np.asarray(v) for v in _TO_MERCATOR.transform(lonlat[:, 0], lonlat[:, 1]))
+    inside = (mx >= spec.west) & (mx < spec.east) & (my > spec.south) & (my <= spec.north)
+    mx, my = mx[inside], my[inside]
+    if len(mx) == 0:
+        return VectorTile(name, b"", 0, True)
+    cx = np.floor((mx - spec.west) / spec.cell).astype(np.int64)
+    cy = np.floor((spec.north - my) / spec.cell).astype(np.int64)
+    cells = cy * AGGREGATE_GRID + cx
+    ids, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+    mean_x = np.bincount(inverse, weights=mx) / counts
+    mean_y = np.bincount(inverse, weights=my) / counts
+    scale = spec.extent / (spec.east - spec.west)
+    tx = np.rint((mean_x - spec.west) * scale)
+    ty = np.rint((mean_y - spec.south) * scale)
+    features = [
+        {"id": int(cell) + 1, "geometry": shapely.Point(px, py), "properties": {COUNT_PROPERTY: int(n)}}
+        for cell, px, py, n in zip(ids, tx, ty, counts, strict=True)
+    ]
+    data = mapbox_vector_tile.encode(
+        [{"name": name, "features": features}],
+        default_options={"extents": spec.extent, "y_coord_down": False},
+    )
+    return VectorTile(name, data, len(features), True)

@@ -1,0 +1,391 @@
+"""OGC API – Tiles for the layers (vector tiles), TileJSON 3.0 and MapLibre styles.
+
+Routes:
+
+* ``/tileMatrixSets`` and ``/tileMatrixSets/{id}`` — the grids (morecantile);
+* ``/collections/{id}/tiles[/{tms}[/tilejson.json | /{z}/{x}/{y}]]`` — one layer;
+* ``/tiles[/{tms}[/tilejson.json | /{z}/{x}/{y}]]?collections=a,b`` — several layers in one tile;
+* ``/styles`` and ``/styles/{styleId}`` — MapLibre style documents.
+
+Tiles answer 200 with MVT bytes (gzip when the client accepts it), 204 when
+the tile holds nothing, 304 when the client's ``If-None-Match`` still holds.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads these handlers' annotations at runtime.
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from layers.errors import InvalidInputError, NotFoundError
+from layers.model import LayerDefinition
+from layers.store import LayerStore
+from tiles.cache import CachedTile
+from tiles.grid import SUPPORTED, parse_address, tile_matrix_set
+from tiles.service import LayerScope, TileRequest, TileService
+from tiles.styles import MVT, style_document, tilejson
+
+JSON = "application/json"
+STYLE_JSON = "application/vnd.mapbox.style+json"
+TILESETS_VECTOR_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
+TILING_SCHEME_REL = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
+WEB_MERCATOR_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/dataset-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
+]
+#: Browsers and MapLibre revalidate each time (a 304 is cheap); nothing stale outlives a write.
+CACHE_CONTROL = "no-cache"
+
+#: The reader's view of a layer: a hook that later access control fills in (default: everything).
+ScopeHook = Callable[[Request, LayerDefinition], LayerScope]
+
+
+def everything(request: Request, layer: LayerDefinition) -> LayerScope:
+    return LayerScope()
+
+
+class TileResponse(Response):
+    media_type = MVT
+
+
+class TilesAPI:
+    """The tile routes over a layer store, with a ``TileService`` that caches."""
+
+    def __init__(
+        self,
+        get_store: Callable[..., LayerStore],
+        service: TileService,
+        scope: ScopeHook = everything,
+    ) -> None:
+        self.get_store = get_store
+        self.service = service
+        self.scope = scope
+        self.router = APIRouter(tags=["OGC API – Tiles"])
+        self._register()
+
+    # --- documents -------------------------------------------------------------
+
+    def _register(self) -> None:
+        store_dep = Annotated[LayerStore, Depends(self.get_store)]
+        tile_responses: dict[int | str, dict[str, Any]] = {
+            200: {"content": {MVT: {"schema": {"type": "string", "format": "binary"}}}, "description": "The tile"},
+            204: {"description": "The tile holds no feature"},
+            304: {"description": "The tile has not changed since the ETag given in If-None-Match"},
+        }
+        properties_q = Annotated[
+            str | None,
+            Query(description="Comma-separated properties to put in the tile (default: all of the layer's fields)."),
+        ]
+        collections_q = Annotated[
+            str | None, Query(description="Comma-separated collection ids to put in the tile (default: all).")
+        ]
+
+        @self.router.get("/tileMatrixSets", summary="The tile matrix sets served")
+        def matrix_sets(request: Request) -> dict[str, Any]:
+            base = _base(request)
+            return {
+                "tileMatrixSets": [
+                    {
+                        "id": tms,
+                        "title": tile_matrix_set(tms).title,
+                        "uri": WEB_MERCATOR_URI,
+                        "links": [_link(f"{base}/tileMatrixSets/{tms}", "self", JSON)],
+                    }
+                    for tms in SUPPORTED
+                ]
+            }
+
+        @self.router.get("/tileMatrixSets/{tileMatrixSetId}", summary="One tile matrix set (OGC TMS 2.0 JSON)")
+        def matrix_set(tileMatrixSetId: str) -> dict[str, Any]:
+            document: dict[str, Any] = tile_matrix_set(tileMatrixSetId).model_dump(
+                mode="json", exclude_none=True, by_alias=True
+            )
+            return document
+
+        @self.router.get("/collections/{collectionId}/tiles", summary="The vector tilesets of a collection")
+        def layer_tilesets(request: Request, collectionId: str, store: store_dep) -> dict[str, Any]:
+            layer = store.get_layer(collectionId)
+            url = f"{_base(request)}/collections/{layer.id}/tiles"
+            return {
+                "links": [_link(url, "self", JSON)],
+                "tilesets": [self._tileset_summary(request, url, tms, layer.title) for tms in SUPPORTED],
+            }
+
+        @self.router.get("/collections/{collectionId}/tiles/{tileMatrixSetId}", summary="A collection's tileset")
+        def layer_tileset(
+            request: Request, collectionId: str, tileMatrixSetId: str, store: store_dep
+        ) -> dict[str, Any]:
+            layer = store.get_layer(collectionId)
+            tile_matrix_set(tileMatrixSetId)
+            url = f"{_base(request)}/collections/{layer.id}/tiles/{tileMatrixSetId}"
+            bounds = store.spatial_extent(layer.id)
+            return self._tileset(request, url, tileMatrixSetId, [layer], bounds, layer.title)
+
+        @self.router.get(
+            "/collections/{collectionId}/tiles/{tileMatrixSetId}/tilejson.json",
+            summary="A collection's vector tiles as TileJSON 3.0",
+        )
+        def layer_tilejson(
+            request: Request, collectionId: str, tileMatrixSetId: str, store: store_dep, properties: properties_q = None
+        ) -> dict[str, Any]:
+            layer = store.get_layer(collectionId)
+            tile_matrix_set(tileMatrixSetId)
+            url = f"{_base(request)}/collections/{layer.id}/tiles/{tileMatrixSetId}/{{z}}/{{y}}/{{x}}"
+            if properties:
+                url += f"?properties={properties}"
+            return tilejson(layer.id, url, [layer], store.spatial_extent(layer.id), layer.title)
+
+        @self.router.get(
+            "/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}",
+            summary="A vector tile of one collection",
+            response_class=TileResponse,
+            responses=tile_responses,
+        )
+        async def layer_tile(
+            request: Request,
+            collectionId: str,
+            tileMatrixSetId: str,
+            tileMatrix: str,
+            tileRow: str,
+            tileCol: str,
+            store: store_dep,
+            properties: properties_q = None,
+        ) -> Response:
+            _only(request, {"properties", "f"})
+            address = parse_address(tileMatrixSetId, tileMatrix, tileCol, tileRow)
+            layer = await run_in_threadpool(store.get_layer, collectionId)
+            return await self._serve(request, store, address, [layer], properties)
+
+        @self.router.get("/tiles", summary="The dataset's vector tilesets (several collections in one tile)")
+        def dataset_tilesets(request: Request) -> dict[str, Any]:
+            url = f"{_base(request)}/tiles"
+            return {
+                "links": [_link(url, "self", JSON)],
+                "tilesets": [self._tileset_summary(request, url, tms, "Twin") for tms in SUPPORTED],
+            }
+
+        @self.router.get("/tiles/{tileMatrixSetId}", summary="The dataset's tileset")
+        def dataset_tileset(
+            request: Request, tileMatrixSetId: str, store: store_dep, collections: collections_q = None
+        ) -> dict[str, Any]:
+            tile_matrix_set(tileMatrixSetId)
+            layers = _chosen(store, collections)
+            url = f"{_base(request)}/tiles/{tileMatrixSetId}"
+            return self._tileset(request, url, tileMatrixSetId, layers, _union(store, layers), "Twin")
+
+        @self.router.get("/tiles/{tileMatrixSetId}/tilejson.json", summary="Dataset tiles as TileJSON 3.0")
+        def dataset_tilejson(
+            request: Request,
+            tileMatrixSetId: str,
+            store: store_dep,
+            collections: collections_q = None,
+            properties: properties_q = None,
+        ) -> dict[str, Any]:
+            tile_matrix_set(tileMatrixSetId)
+            layers = _chosen(store, collections)
+            query = f"?collections={','.join(layer.id for layer in layers)}"
+            if properties:
+                query += f"&properties={properties}"
+            url = f"{_base(request)}/tiles/{tileMatrixSetId}/{{z}}/{{y}}/{{x}}{query}"
+            return tilejson("twin", url, layers, _union(store, layers))
+
+        @self.router.get(
+            "/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}",
+            summary="A vector tile with several collections, one MVT layer each",
+            response_class=TileResponse,
+            responses=tile_responses,
+        )
+        async def dataset_tile(
+            request: Request,
+            tileMatrixSetId: str,
+            tileMatrix: str,
+            tileRow: str,
+            tileCol: str,
+            store: store_dep,
+            collections: collections_q = None,
+            properties: properties_q = None,
+        ) -> Response:
+            _only(request, {"collections", "properties", "f"})
+            address = parse_address(tileMatrixSetId, tileMatrix, tileCol, tileRow)
+            layers = await run_in_threadpool(_chosen, store, collections)
+            return await self._serve(request, store, address, layers, properties)
+
+        @self.router.get("/styles", summary="The map styles")
+        def styles(request: Request) -> dict[str, Any]:
+            url = f"{_base(request)}/styles/default"
+            return {
+                "styles": [
+                    {
+                        "id": "default",
+                        "title": "Mọi lớp (all layers)",
+                        "links": [_link(url, "stylesheet", STYLE_JSON), _link(url, "describedby", JSON)],
+                    }
+                ]
+            }
+
+        @self.router.get("/styles/{styleId}", summary="A MapLibre style (version 8) drawing the layers")
+        def style(request: Request, styleId: str, store: store_dep) -> Response:
+            if styleId != "default":
+                raise NotFoundError(f"style '{styleId}' does not exist; the styles are: default")
+            layers = store.list_layers()
+            bounds = _union(store, layers) if layers else None
+            centre = ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2) if bounds else None
+            document = style_document(_base(request), "Twin", layers, centre)
+            return _json(document, STYLE_JSON)
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _tileset_summary(self, request: Request, url: str, tms: str, title: str) -> dict[str, Any]:
+        return {
+            "title": title,
+            "dataType": "vector",
+            "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+            "tileMatrixSetURI": WEB_MERCATOR_URI,
+            "links": [
+                _link(f"{url}/{tms}", "self", JSON),
+                _link(f"{_base(request)}/tileMatrixSets/{tms}", TILING_SCHEME_REL, JSON),
+            ],
+        }
+
+    def _tileset(
+        self,
+        request: Request,
+        url: str,
+        tms: str,
+        layers: list[LayerDefinition],
+        bounds: tuple[float, float, float, float] | None,
+        title: str,
+    ) -> dict[str, Any]:
+        minzoom = min(layer.style.min_zoom for layer in layers)
+        maxzoom = max(layer.style.max_zoom for layer in layers)
+        suffix = (
+            ""
+            if url.startswith(f"{_base(request)}/collections/")
+            else "?collections=" + ",".join(layer.id for layer in layers)
+        )
+        document: dict[str, Any] = {
+            "title": title,
+            "dataType": "vector",
+            "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+            "tileMatrixSetURI": WEB_MERCATOR_URI,
+            "tileMatrixSetLimits": [{"tileMatrix": str(z)} for z in range(minzoom, maxzoom + 1)],
+            "layers": [
+                {
+                    "id": layer.id,
+                    "title": layer.title,
+                    "dataType": "vector",
+                    "geometryType": _ogc_geometry(layer),
+                    "minTileMatrix": str(layer.style.min_zoom),
+                    "maxTileMatrix": str(layer.style.max_zoom),
+                }
+                for layer in layers
+            ],
+            "links": [
+                _link(url, "self", JSON),
+                _link(f"{_base(request)}/tileMatrixSets/{tms}", TILING_SCHEME_REL, JSON),
+                _link(f"{url}/tilejson.json{suffix}", "alternate", JSON, "TileJSON"),
+                {
+                    "href": f"{url}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}{suffix}",
+                    "rel": "item",
+                    "type": MVT,
+                    "templated": True,
+                },
+            ],
+        }
+        if bounds is not None:
+            document["boundingBox"] = {
+                "lowerLeft": [bounds[0], bounds[1]],
+                "upperRight": [bounds[2], bounds[3]],
+                "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+            }
+        return document
+
+    async def _serve(
+        self,
+        request: Request,
+        store: LayerStore,
+        address: Any,
+        layers: Sequence[LayerDefinition],
+        properties: str | None,
+    ) -> Response:
+        wanted = tuple(p.strip() for p in properties.split(",") if p.strip()) if properties else None
+        scopes = tuple(self.scope(request, layer) for layer in layers)
+        tile_request = TileRequest(address, tuple(layers), wanted, scopes)
+        tile: CachedTile = await run_in_threadpool(self.service.tile, store, tile_request)
+        headers = {"ETag": tile.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        if tile.aggregated:
+            headers["X-Twin-Aggregated"] = "true"
+        if _etag_matches(request.headers.get("if-none-match"), tile.etag):
+            return Response(status_code=304, headers=headers)
+        if not tile.raw:
+            return Response(status_code=204, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return TileResponse(tile.gzip, headers=headers)
+        return TileResponse(tile.raw, headers=headers)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _link(href: str, rel: str, media_type: str, title: str | None = None) -> dict[str, Any]:
+    link: dict[str, Any] = {"href": href, "rel": rel, "type": media_type}
+    if title:
+        link["title"] = title
+    return link
+
+
+def _json(document: dict[str, Any], media_type: str) -> Response:
+    return Response(json.dumps(document, ensure_ascii=False), media_type=media_type)
+
+
+def _only(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"this resource takes {', '.join(sorted(allowed))}"
+        )
+
+
+def _chosen(store: LayerStore, collections: str | None) -> list[LayerDefinition]:
+    """The layers named in ``collections`` (all when absent), each checked to exist."""
+    if collections is None:
+        layers = store.list_layers()
+        if not layers:
+            raise NotFoundError("there are no collections to draw")
+        return layers
+    ids = [c.strip() for c in collections.split(",") if c.strip()]
+    if not ids:
+        raise InvalidInputError("collections: give at least one collection id")
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError("collections: an id is repeated")
+    return [store.get_layer(layer_id) for layer_id in ids]
+
+
+def _union(store: LayerStore, layers: Sequence[LayerDefinition]) -> tuple[float, float, float, float] | None:
+    boxes = [b for b in (store.spatial_extent(layer.id) for layer in layers) if b is not None]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    return header.strip() == "*" or etag in (tag.strip().removeprefix("W/") for tag in header.split(","))
+
+
+def _ogc_geometry(layer: LayerDefinition) -> str:
+    kind = layer.geometry_type.value.lower().removeprefix("multi")
+    return {"point": "points", "linestring": "lines", "polygon": "polygons"}.get(kind, "geometry")

@@ -1,0 +1,152 @@
+"""The tile cache: encoded tiles in memory (LRU by bytes) and, optionally, on disk.
+
+An entry remembers the catalog version and each layer's data version it was
+built at, and the lon/lat box it covers. ``TileService`` decides whether an
+entry is still good; this module only keeps entries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedTile:
+    """A tile ready to send: uncompressed and gzip bytes, its ETag, and what it was built from."""
+
+    raw: bytes
+    gzip: bytes
+    etag: str
+    catalog: int
+    versions: tuple[tuple[str, int], ...]
+    features: int
+    aggregated: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.raw) + len(self.gzip) + 200
+
+    def at(self, versions: tuple[tuple[str, int], ...]) -> CachedTile:
+        return replace(self, versions=versions)
+
+
+class TileCache:
+    """Thread-safe LRU of tiles by total bytes, with an optional SQLite file behind it.
+
+    The disk file outlives the process and is shared by the server's workers;
+    its entries carry their versions, so they are checked like memory entries.
+    """
+
+    def __init__(self, max_bytes: int, disk_dir: Path | None = None) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, CachedTile] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._disk = _DiskCache(disk_dir / "tiles.sqlite") if disk_dir is not None else None
+
+    def get(self, key: str) -> CachedTile | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+        if self._disk is not None:
+            entry = self._disk.get(key)
+            if entry is not None:
+                self._remember(key, entry)
+            return entry
+        return None
+
+    def put(self, key: str, entry: CachedTile) -> None:
+        self._remember(key, entry)
+        if self._disk is not None:
+            self._disk.put(key, entry)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+        if self._disk is not None:
+            self._disk.clear()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"entries": len(self._entries), "bytes": self._bytes, "max_bytes": self.max_bytes}
+
+    def _remember(self, key: str, entry: CachedTile) -> None:
+        if entry.size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
+            self._entries[key] = entry
+            self._bytes += entry.size
+            while self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.size
+
+
+class _DiskCache:
+    """Tiles in one SQLite file (WAL, so several worker processes share it)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path
+        self._local = threading.local()
+        with self._connection() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS tile (key TEXT PRIMARY KEY, meta TEXT NOT NULL, raw BLOB, gz BLOB)"
+            )
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, timeout=5, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def get(self, key: str) -> CachedTile | None:
+        row = self._connection().execute("SELECT meta, raw, gz FROM tile WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        meta = json.loads(row[0])
+        return CachedTile(
+            raw=row[1],
+            gzip=row[2],
+            etag=meta["etag"],
+            catalog=meta["catalog"],
+            versions=tuple((layer, version) for layer, version in meta["versions"]),
+            features=meta["features"],
+            aggregated=meta["aggregated"],
+        )
+
+    def put(self, key: str, entry: CachedTile) -> None:
+        meta = {
+            "etag": entry.etag,
+            "catalog": entry.catalog,
+            "versions": entry.versions,
+            "features": entry.features,
+            "aggregated": entry.aggregated,
+        }
+        try:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO tile (key, meta, raw, gz) VALUES (?, ?, ?, ?)",
+                (key, json.dumps(meta), entry.raw, entry.gzip),
+            )
+        except sqlite3.OperationalError as exc:  # another worker holds the write lock: memory still has it
+            log.debug("tile %s not written to the disk cache: %s", key, exc)
+
+    def clear(self) -> None:
+        self._connection().execute("DELETE FROM tile")

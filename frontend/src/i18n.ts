@@ -61,6 +61,7 @@ const STRINGS = {
     kpiWard: 'Phường, xã',
     updated: 'Cập nhật',
     province: 'Toàn thành phố',
+    outsideWards: 'Ngoài địa giới phường, xã',
   },
   en: {
     appTitle: 'Twin — Digital map',
@@ -120,6 +121,7 @@ const STRINGS = {
     kpiWard: 'Ward',
     updated: 'Updated',
     province: 'Whole city',
+    outsideWards: 'Outside the wards',
   },
 } as const;
 

@@ -8,6 +8,8 @@ import { absolute, Collection, items, probe, tileJsonUrl, TileJson } from './api
 
 export type Theme = 'light' | 'dark';
 
+const EMPTY_POINTS: SourceSpecification = { type: 'geojson', data: { type: 'FeatureCollection', features: [] } };
+
 export const GLYPHS_URL = '/assets/glyphs/{fontstack}/{range}.pbf';
 export const FONT = ['DejaVu Sans Book'];
 export const FONT_BOLD = ['DejaVu Sans Bold'];
@@ -175,7 +177,8 @@ function labelLayers(infos: LayerSourceInfo[], theme: Theme): LayerSpecification
   for (const info of infos) {
     if (info.collection['twin:kind'] !== 'admin_area') continue;
     const id = info.collection.id;
-    out.push({ id: `${id}-label`, type: 'symbol', source: id, ...(info.tiles ? { 'source-layer': id } : {}),
+    // One label per area from a point source (`labelPoints`): polygon labels from tiles repeat in every tile.
+    out.push({ id: `${id}-label`, type: 'symbol', source: `${id}-labels`,
       metadata: meta(id, 'admin_area', 'label'),
       layout: { 'text-field': ['get', 'name'], 'text-font': FONT_BOLD, 'text-size': theme === 'dark' ? 16 : 13,
         'symbol-placement': 'point', 'text-max-width': 8 },
@@ -207,6 +210,9 @@ export function buildStyle(infos: LayerSourceInfo[], theme: Theme, visible: Set<
     layers.push(...layersFor(info, theme));
   }
   layers.push(...labelLayers(infos, theme));
+  for (const info of infos) {
+    if (info.collection['twin:kind'] === 'admin_area') sources[`${info.collection.id}-labels`] = EMPTY_POINTS;
+  }
   const kinds = new Map(infos.map((i) => [i.collection.id, i.collection['twin:kind'] ?? 'generic']));
   layers = layers
     .map((layer, index) => ({ layer, index }))
@@ -233,8 +239,11 @@ export function adoptServerStyle(server: StyleSpecification, infos: LayerSourceI
   }
   if (!style.glyphs) {
     style.glyphs = absolute(GLYPHS_URL).replace('%7Bfontstack%7D', '{fontstack}').replace('%7Brange%7D', '{range}');
-    const labels = labelLayers(infos.filter((i) => style.sources[i.collection.id]), theme);
-    style.layers.push(...labels);
+    const labelled = infos.filter((i) => style.sources[i.collection.id]);
+    style.layers.push(...labelLayers(labelled, theme));
+    for (const info of labelled) {
+      if (info.collection['twin:kind'] === 'admin_area') style.sources[`${info.collection.id}-labels`] = EMPTY_POINTS;
+    }
   }
   if (!style.layers.some((l) => l.type === 'background')) {
     style.layers.unshift({ id: 'background', type: 'background', paint: { 'background-color': PALETTE[theme].sea } });
@@ -278,4 +287,42 @@ export function legendOf(layer: LayerSpecification): LegendEntry[] {
 
 export function themeColors(theme: Theme) {
   return PALETTE[theme];
+}
+
+/** A label point per area: the vertex mean of its largest ring, nudged inside when it falls outside. */
+export function labelPoint(geometry: { type: string; coordinates: any } | null): [number, number] | null {
+  if (!geometry) return null;
+  const polygons: number[][][][] = geometry.type === 'MultiPolygon' ? geometry.coordinates : geometry.type === 'Polygon' ? [geometry.coordinates] : [];
+  let best: number[][] = [];
+  let bestArea = -1;
+  for (const polygon of polygons) {
+    const ring = polygon[0];
+    let area = 0;
+    for (let i = 1; i < ring.length; i++) area += ring[i - 1][0] * ring[i][1] - ring[i][0] * ring[i - 1][1];
+    if (Math.abs(area) > bestArea) (bestArea = Math.abs(area), best = ring);
+  }
+  if (!best.length) return null;
+  const c: [number, number] = [best.reduce((s, p) => s + p[0], 0) / best.length, best.reduce((s, p) => s + p[1], 0) / best.length];
+  if (inside(c, best)) return c;
+  // Concave area: the midpoint of the widest horizontal chord through the centre's latitude.
+  const xs: number[] = [];
+  for (let i = 1; i < best.length; i++) {
+    const [a, b] = [best[i - 1], best[i]];
+    if ((a[1] > c[1]) !== (b[1] > c[1])) xs.push(a[0] + ((c[1] - a[1]) * (b[0] - a[0])) / (b[1] - a[1]));
+  }
+  xs.sort((a, b) => a - b);
+  let chord: [number, number] = c;
+  let width = -1;
+  for (let i = 0; i + 1 < xs.length; i += 2) if (xs[i + 1] - xs[i] > width) (width = xs[i + 1] - xs[i], chord = [(xs[i] + xs[i + 1]) / 2, c[1]]);
+  return chord;
+}
+
+function inside(p: [number, number], ring: number[][]): boolean {
+  let result = false;
+  for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+    const [xi, yi] = ring[i];
+    const [xj, yj] = ring[j];
+    if ((yi > p[1]) !== (yj > p[1]) && p[0] < ((xj - xi) * (p[1] - yi)) / (yj - yi) + xi) result = !result;
+  }
+  return result;
 }

@@ -4,8 +4,8 @@ import workerUrl from 'maplibre-gl/dist/maplibre-gl-worker.mjs?url';
 import { MapLibreOverlay } from '@deck.gl/maplibre';
 import type { Layer } from '@deck.gl/core';
 import 'maplibre-gl/dist/maplibre-gl.css';
-import { Collection, items, listCollections, listRasters, probe, queryables } from './api';
-import { adoptServerStyle, applyVisibility, buildStyle, describeSource, LayerSourceInfo, sourceFor, Theme } from './style';
+import { allItems, Collection, items, listCollections, listRasters, probe, queryables } from './api';
+import { adoptServerStyle, applyVisibility, buildStyle, describeSource, labelPoint, LayerSourceInfo, sourceFor, Theme } from './style';
 import { Readiness } from './readiness';
 
 setWorkerUrl(workerUrl);
@@ -45,7 +45,7 @@ export class TwinMap {
     const infos = await loadInfos(await listCollections());
     state.tiles = infos.some((i) => i.tiles !== null);
     let style = buildStyle(infos, options.theme, options.visible);
-    if (options.useServerStyle !== false) {
+    if (options.useServerStyle) {
       const server = await probe<StyleSpecification>('/styles/default').catch(() => null);
       if (server && server.version === 8) style = adoptServerStyle(server, infos, options.theme, options.visible);
     }
@@ -86,7 +86,10 @@ export class TwinMap {
       if (state.errors.length < 50) state.errors.push(message);
     });
     map.on('moveend', () => twin.scheduleViewportLoad());
-    map.once('load', () => twin.scheduleViewportLoad());
+    map.once('load', () => {
+      twin.scheduleViewportLoad();
+      void twin.loadLabelPoints(infos);
+    });
     if (options.terrain !== false) void twin.addTerrain();
     return twin;
   }
@@ -135,13 +138,35 @@ export class TwinMap {
     this.overlay.setProps({ layers: [...this.deckLayers.values()] });
   }
 
-  /** Layers added on the server since the page loaded: sources and style layers appended, no reload. */
+  /** Area names at one point per area (see `labelPoint`), from a small OGC items query per admin layer. */
+  async loadLabelPoints(infos: LayerSourceInfo[]): Promise<void> {
+    await Promise.all(infos.filter((i) => i.collection['twin:kind'] === 'admin_area').map(async (info) => {
+      const source = this.map.getSource(`${info.collection.id}-labels`) as any;
+      if (!source?.setData) return;
+      const features = await allItems(info.collection.id, { limit: 2000 }, 2000).catch(() => []);
+      source.setData({ type: 'FeatureCollection', features: features.flatMap((f) => {
+        const at = labelPoint(f.geometry);
+        return at ? [{ type: 'Feature', id: f.id, properties: f.properties, geometry: { type: 'Point', coordinates: at } }] : [];
+      }) });
+    }));
+  }
+
+  /**
+   * Layers added on the server since the page loaded: sources and style layers appended, no reload.
+   * Their look comes from the server's style (the layer's own style hints) when it has one.
+   */
   async refreshCatalog(theme: Theme): Promise<LayerSourceInfo[]> {
     const known = new Set(this.infos.map((i) => i.collection.id));
     const fresh = (await listCollections()).filter((c) => !known.has(c.id));
     if (!fresh.length) return [];
     const added = await loadInfos(fresh);
-    const style = buildStyle(added, theme, this.visible);
+    let style = buildStyle(added, theme, this.visible);
+    const server = await probe<StyleSpecification>('/styles/default').catch(() => null);
+    if (server?.version === 8 && added.every((i) => i.tiles)) {
+      const ids = new Set(added.map((i) => i.collection.id));
+      style = adoptServerStyle({ ...server, layers: server.layers.filter((l) => ids.has((l.metadata as any)?.['twin:layer'])) },
+        added, theme, this.visible);
+    }
     for (const [id, source] of Object.entries(style.sources)) if (!this.map.getSource(id)) this.map.addSource(id, source);
     const firstLabel = this.map.getStyle().layers.find((l) => l.type === 'symbol')?.id;
     for (const layer of style.layers) {
@@ -149,6 +174,7 @@ export class TwinMap {
       this.map.addLayer(layer, layer.type === 'symbol' ? undefined : firstLabel);
     }
     this.infos.push(...added);
+    void this.loadLabelPoints(added);
     return added;
   }
 

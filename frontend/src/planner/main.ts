@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   document.getElementById('app')!.replaceChildren(header, h('div', { class: 'body' }, side, mapEl));
 
   const twin = await TwinMap.create({
-    container: mapEl, theme: 'light', state, terrain,
+    container: mapEl, theme: 'light', state, terrain, useServerStyle: new URLSearchParams(location.search).get('style') === 'server',
     visible: new Set(initial.layers ?? DEFAULT_VISIBLE), view: initial.view ?? HOME,
   });
   (window as any).__twinApp = { twin };

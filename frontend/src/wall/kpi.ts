@@ -1,6 +1,7 @@
 // KPIs per ward, computed here from OGC items queries until the server has a KPI endpoint
 // (proposed: GET /kpis/wards). Each query asks only the properties it needs.
 import { allItems, Collection, Feature } from '../api';
+import { t } from '../i18n';
 
 export interface WardKpi {
   ward: string;
@@ -19,7 +20,7 @@ export async function computeKpis(collections: Collection[], wardNames: string[]
   const has = (id: string) => collections.some((c) => c.id === id);
   const table = new Map<string, WardKpi>(wardNames.map((w) => [w, { ward: w, open: 0, overdue: 0, sensorsOver: 0 }]));
   const row = (w: unknown) => {
-    const key = String(w ?? '—');
+    const key = w === null || w === undefined || w === '' ? t('outsideWards') : String(w);
     if (!table.has(key)) table.set(key, { ward: key, open: 0, overdue: 0, sensorsOver: 0 });
     return table.get(key)!;
   };

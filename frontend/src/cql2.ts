@@ -61,21 +61,58 @@ export function intersects(ring: Position[], geometryProperty = 'geometry'): str
 }
 
 const EARTH_RADIUS_M = 6371008.8;
+const WGS84_A = 6378137;
+const WGS84_F = 1 / 298.257223563;
+const WGS84_B = WGS84_A * (1 - WGS84_F);
 
-/** A circle of `radiusM` metres on the sphere as a closed ring of `steps` vertices (destination formula). */
-export function geodesicCircle(center: Position, radiusM: number, steps = 64): Position[] {
-  const [lon, lat] = center.map((d) => (d * Math.PI) / 180);
-  const delta = radiusM / EARTH_RADIUS_M;
-  const ring: Position[] = [];
-  for (let i = 0; i < steps; i++) {
-    const bearing = (2 * Math.PI * i) / steps;
-    const lat2 = Math.asin(Math.sin(lat) * Math.cos(delta) + Math.cos(lat) * Math.sin(delta) * Math.cos(bearing));
-    const lon2 = lon + Math.atan2(
-      Math.sin(bearing) * Math.sin(delta) * Math.cos(lat),
-      Math.cos(delta) - Math.sin(lat) * Math.sin(lat2),
-    );
-    ring.push([(lon2 * 180) / Math.PI, (lat2 * 180) / Math.PI]);
+/** The point `distanceM` metres from `from` at `bearingDeg`, on the WGS84 ellipsoid (Vincenty's direct formula). */
+export function destination(from: Position, bearingDeg: number, distanceM: number): Position {
+  const rad = Math.PI / 180;
+  const alpha1 = bearingDeg * rad;
+  const sinAlpha1 = Math.sin(alpha1);
+  const cosAlpha1 = Math.cos(alpha1);
+  const tanU1 = (1 - WGS84_F) * Math.tan(from[1] * rad);
+  const cosU1 = 1 / Math.sqrt(1 + tanU1 * tanU1);
+  const sinU1 = tanU1 * cosU1;
+  const sigma1 = Math.atan2(tanU1, cosAlpha1);
+  const sinAlpha = cosU1 * sinAlpha1;
+  const cosSqAlpha = 1 - sinAlpha * sinAlpha;
+  const uSq = (cosSqAlpha * (WGS84_A * WGS84_A - WGS84_B * WGS84_B)) / (WGS84_B * WGS84_B);
+  const A = 1 + (uSq / 16384) * (4096 + uSq * (-768 + uSq * (320 - 175 * uSq)));
+  const B = (uSq / 1024) * (256 + uSq * (-128 + uSq * (74 - 47 * uSq)));
+  let sigma = distanceM / (WGS84_B * A);
+  let cos2SigmaM = 0;
+  let sinSigma = 0;
+  let cosSigma = 0;
+  for (let i = 0; i < 100; i++) {
+    cos2SigmaM = Math.cos(2 * sigma1 + sigma);
+    sinSigma = Math.sin(sigma);
+    cosSigma = Math.cos(sigma);
+    const deltaSigma = B * sinSigma * (cos2SigmaM + (B / 4) * (cosSigma * (-1 + 2 * cos2SigmaM * cos2SigmaM)
+      - (B / 6) * cos2SigmaM * (-3 + 4 * sinSigma * sinSigma) * (-3 + 4 * cos2SigmaM * cos2SigmaM)));
+    const next = distanceM / (WGS84_B * A) + deltaSigma;
+    if (Math.abs(next - sigma) < 1e-12) {
+      sigma = next;
+      break;
+    }
+    sigma = next;
   }
+  cos2SigmaM = Math.cos(2 * sigma1 + sigma);
+  sinSigma = Math.sin(sigma);
+  cosSigma = Math.cos(sigma);
+  const x = sinU1 * sinSigma - cosU1 * cosSigma * cosAlpha1;
+  const lat2 = Math.atan2(sinU1 * cosSigma + cosU1 * sinSigma * cosAlpha1, (1 - WGS84_F) * Math.sqrt(sinAlpha * sinAlpha + x * x));
+  const lambda = Math.atan2(sinSigma * sinAlpha1, cosU1 * cosSigma - sinU1 * sinSigma * cosAlpha1);
+  const C = (WGS84_F / 16) * cosSqAlpha * (4 + WGS84_F * (4 - 3 * cosSqAlpha));
+  const L = lambda - (1 - C) * WGS84_F * sinAlpha
+    * (sigma + C * sinSigma * (cos2SigmaM + C * cosSigma * (-1 + 2 * cos2SigmaM * cos2SigmaM)));
+  return [from[0] + L / rad, lat2 / rad];
+}
+
+/** A circle of `radiusM` metres on the WGS84 ellipsoid, as a closed ring of `steps` vertices. */
+export function geodesicCircle(center: Position, radiusM: number, steps = 64): Position[] {
+  const ring: Position[] = [];
+  for (let i = 0; i < steps; i++) ring.push(destination(center, (360 * i) / steps, radiusM));
   ring.push(ring[0]);
   return ring;
 }

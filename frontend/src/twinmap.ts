@@ -21,6 +21,8 @@ export interface TwinMapOptions {
   interactive?: boolean;
   terrain?: boolean;
   useServerStyle?: boolean;
+  /** Device pixels per CSS pixel (the wall renders at its 1080p layout, scaled up sharp). */
+  pixelRatio?: number;
   state: Readiness;
 }
 
@@ -59,6 +61,7 @@ export class TwinMap {
       bearing: view.bearing,
       maxPitch: 80,
       interactive: options.interactive !== false,
+      ...(options.pixelRatio ? { pixelRatio: options.pixelRatio } : {}),
       attributionControl: false,
       canvasContextAttributes: { preserveDrawingBuffer: false, antialias: true },
     } as any);

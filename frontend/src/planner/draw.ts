@@ -149,8 +149,8 @@ export class DrawTool {
     this.twin.setDeckLayer('draw-results', new GeoJsonLayer({
       id: 'draw-results',
       data: { type: 'FeatureCollection', features: this.results.flatMap((r) => r.sample) } as any,
-      pointRadiusUnits: 'pixels', getPointRadius: 7, getFillColor: [255, 200, 0, 200], getLineColor: [40, 40, 40, 255],
-      lineWidthUnits: 'pixels', getLineWidth: 2, stroked: true, filled: true,
+      pointRadiusUnits: 'pixels', getPointRadius: 7, getFillColor: [255, 200, 0, 160], getLineColor: [230, 120, 0, 255],
+      lineWidthUnits: 'pixels', getLineWidth: 3, stroked: true, filled: true,
     }));
     return this.results;
   }

@@ -50,13 +50,22 @@ async function main(): Promise<void> {
   const scenes = config.scenes.length ? config.scenes : [{ name: t('province'), center: [109.2, 13.79], zoom: 11.5, layers: ['wards', 'roads'] } as Scene];
   const first = scenes[0];
 
+  // Scenes, text and symbols are designed for 1920×1080: larger walls show the same picture, sharper,
+  // by laying the page out at 1080p and scaling it up (the map renders at the real device resolution).
+  const scale = Math.max(1, Math.min(window.innerWidth / 1920, window.innerHeight / 1080));
+  const app = document.getElementById('app')!;
+  if (scale > 1) {
+    Object.assign(app.style, { width: `${window.innerWidth / scale}px`, height: `${window.innerHeight / scale}px`,
+      transform: `scale(${scale})`, transformOrigin: '0 0', position: 'absolute' });
+    app.style.setProperty('--u', `${window.innerHeight / scale / 100}px`);
+  }
   const mapEl = h('div', { id: 'map' });
   const sceneTitle = h('div', { class: 'scene-title' }, first.name);
   const clock = h('div', { class: 'clock' });
   const totals = h('div', { class: 'kpi-totals' });
   const wardTable = h('tbody');
   const updated = h('div', { class: 'updated' });
-  document.getElementById('app')!.replaceChildren(
+  app.replaceChildren(
     mapEl,
     h('div', { class: 'wall-header' }, h('div', { class: 'wall-brand' }, 'TRUNG TÂM GIÁM SÁT, ĐIỀU HÀNH THÔNG MINH — QUY NHƠN'), sceneTitle, clock),
     h('section', { class: 'kpi-panel' }, totals,
@@ -73,9 +82,13 @@ async function main(): Promise<void> {
 
   const twin = await withBackoff(() => TwinMap.create({
     container: mapEl, theme: 'dark', state, interactive: false, terrain: false, useServerStyle: false,
+    pixelRatio: (window.devicePixelRatio || 1) * scale,
     visible: new Set(first.layers), view: { center: first.center, zoom: first.zoom, pitch: first.pitch ?? 0, bearing: first.bearing ?? 0 },
   }), () => setOffline(true));
   setOffline(false);
+  // Keep the scene's centre in the part of the map that the KPI panel does not cover.
+  twin.map.setPadding({ top: mapEl.clientHeight * 0.06, right: mapEl.clientWidth * 0.28, bottom: 0, left: 0 });
+  twin.map.jumpTo({ center: first.center });
   state.scene = first.name;
   (window as any).__twinApp = { twin };
 

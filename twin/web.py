@@ -67,8 +67,15 @@ class PlannerAtRoot:
         self.index = index
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/" and scope["method"] in ("GET", "HEAD") and _wants_page(scope):
-            response = FileResponse(self.index, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/"
+            and scope["method"] in ("GET", "HEAD")
+            and _wants_page(scope)
+        ):
+            response = FileResponse(
+                self.index, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"}
+            )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

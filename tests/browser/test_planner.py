@@ -109,13 +109,17 @@ def test_attribute_table_sends_cql2_to_the_server(page: Any, live_server: str) -
     page.goto(f"{live_server}/#layers=wards,incidents")
     wait_idle(page)
     page.evaluate("window.__twinApp.table.open('incidents')")
-    page.wait_for_function("document.querySelector('.table-status .status').dataset.matched !== undefined", timeout=15000)
+    page.wait_for_function(
+        "document.querySelector('.table-status .status').dataset.matched !== undefined", timeout=15000
+    )
     page.evaluate("window.__twinApp.table.addCondition({property: 'status', op: '=', value: 'new'})")
     page.locator("[data-test='apply-filter']").click()
     page.wait_for_function("document.querySelector('[data-test=cql]').textContent.includes('status')", timeout=15000)
     assert page.locator("[data-test='cql']").inner_text() == "status = 'new'"
     page.wait_for_function("document.querySelectorAll('.attributes-table tbody tr').length > 0", timeout=15000)
-    expected = httpx.get(f"{live_server}/collections/incidents/items", params={"filter": "status = 'new'", "limit": 1}).json()
+    expected = httpx.get(
+        f"{live_server}/collections/incidents/items", params={"filter": "status = 'new'", "limit": 1}
+    ).json()
     matched = page.locator(".table-status .status").get_attribute("data-matched")
     assert matched == str(expected["numberMatched"])
     screenshot(page, "attribute-table")

@@ -22,6 +22,7 @@ from shapely.geometry import Point, box
 
 from layers.features import FeatureInput
 from layers.model import LayerDefinition
+from layers.signal import SharedCounter
 from layers.store import LayerStore
 from tiles.grid import TileAddress, tile_spec
 from twin.app import create_app
@@ -287,3 +288,32 @@ def test_live_server_never_serves_a_stale_tile(server: str) -> None:
                 response = http.get(url)
                 assert response.status_code == 200
                 assert len(decode(response.content)["lights"]) == n
+
+
+def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: str, tmp_path: Path) -> None:
+    """Two stores sharing a counter file, as two processes on one machine: a write by either is seen at once."""
+    counter = tmp_path / "writes.counter"
+    reader = LayerStore.open(store_url, SharedCounter(counter))
+    writer = LayerStore.open(store_url, SharedCounter(counter))
+    try:
+        for layer in reader.list_layers():
+            reader.drop_layer(layer.id)
+        writer.create_layer(LIGHTS)
+        writer.insert_features("lights", [FeatureInput(Point(CX, CY), {"road": "A", "power_w": 1})])
+        checks: list[int] = []
+        real = reader.data_versions
+        reader.data_versions = lambda ids: checks.append(1) or real(ids)  # type: ignore[method-assign]
+        url = f"/collections/lights/tiles/{TILE}"
+        with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=reader)) as client:
+            assert len(decode(client.get(url).content)["lights"]) == 1
+            for _ in range(5):
+                client.get(url)
+            assert len(checks) == 1  # once when built; then the counter vouches for it
+            writer.insert_features("lights", [FeatureInput(Point(CX, CY + 1e-4), {"road": "B", "power_w": 2})])
+            assert len(decode(client.get(url).content)["lights"]) == 2
+            assert len(checks) == 2
+    finally:
+        for layer in writer.list_layers():
+            writer.drop_layer(layer.id)
+        reader.close()
+        writer.close()

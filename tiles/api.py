@@ -23,8 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from layers.errors import InvalidInputError, NotFoundError
 from layers.model import LayerDefinition
 from layers.store import LayerStore
-from tiles.cache import CachedTile
-from tiles.grid import SUPPORTED, parse_address, tile_matrix_set
+from tiles.grid import SUPPORTED, TileAddress, parse_address, tile_matrix_set
 from tiles.service import LayerScope, TileRequest, TileService
 from tiles.styles import MVT, style_document, tilejson
 
@@ -45,11 +44,11 @@ CONFORMANCE = [
 #: Browsers and MapLibre revalidate each time (a 304 is cheap); nothing stale outlives a write.
 CACHE_CONTROL = "no-cache"
 
-#: The reader's view of a layer: a hook that later access control fills in (default: everything).
-ScopeHook = Callable[[Request, LayerDefinition], LayerScope]
+#: The reader's view of a layer, by layer id: a hook that access control fills in (default: everything).
+ScopeHook = Callable[[Request, str], LayerScope]
 
 
-def everything(request: Request, layer: LayerDefinition) -> LayerScope:
+def everything(request: Request, layer_id: str) -> LayerScope:
     return LayerScope()
 
 
@@ -162,8 +161,7 @@ class TilesAPI:
         ) -> Response:
             _only(request, {"properties", "f"})
             address = parse_address(tileMatrixSetId, tileMatrix, tileCol, tileRow)
-            layer = await run_in_threadpool(store.get_layer, collectionId)
-            return await self._serve(request, store, address, [layer], properties)
+            return await self._serve(request, store, address, (collectionId,), properties)
 
         @self.router.get("/tiles", summary="The dataset's vector tilesets (several collections in one tile)")
         def dataset_tilesets(request: Request) -> dict[str, Any]:
@@ -216,8 +214,10 @@ class TilesAPI:
         ) -> Response:
             _only(request, {"collections", "properties", "f"})
             address = parse_address(tileMatrixSetId, tileMatrix, tileCol, tileRow)
-            layers = await run_in_threadpool(_chosen, store, collections)
-            return await self._serve(request, store, address, layers, properties)
+            ids = _ids(collections)
+            if ids is None:
+                ids = tuple(layer.id for layer in await run_in_threadpool(_chosen, store, None))
+            return await self._serve(request, store, address, ids, properties)
 
         @self.router.get("/styles", summary="The map styles")
         def styles(request: Request) -> dict[str, Any]:
@@ -313,14 +313,17 @@ class TilesAPI:
         self,
         request: Request,
         store: LayerStore,
-        address: Any,
-        layers: Sequence[LayerDefinition],
+        address: TileAddress,
+        layer_ids: tuple[str, ...],
         properties: str | None,
     ) -> Response:
+        """A cached tile straight from the event loop when no write can have changed it; else built in a thread."""
         wanted = tuple(p.strip() for p in properties.split(",") if p.strip()) if properties else None
-        scopes = tuple(self.scope(request, layer) for layer in layers)
-        tile_request = TileRequest(address, tuple(layers), wanted, scopes)
-        tile: CachedTile = await run_in_threadpool(self.service.tile, store, tile_request)
+        scopes = tuple(self.scope(request, layer_id) for layer_id in layer_ids)
+        tile_request = TileRequest(address, layer_ids, wanted, scopes)
+        tile = self.service.cached(store, tile_request)
+        if tile is None:
+            tile = await run_in_threadpool(self.service.tile, store, tile_request)
         headers = {"ETag": tile.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
         if tile.aggregated:
             headers["X-Twin-Aggregated"] = "true"
@@ -330,7 +333,8 @@ class TilesAPI:
             return Response(status_code=204, headers=headers)
         if "gzip" in request.headers.get("accept-encoding", ""):
             headers["Content-Encoding"] = "gzip"
-            return TileResponse(tile.gzip, headers=headers)
+            body = tile.gzip or await run_in_threadpool(self.service.gzipped, tile_request, tile)
+            return TileResponse(body, headers=headers)
         return TileResponse(tile.raw, headers=headers)
 
 
@@ -358,18 +362,26 @@ def _only(request: Request, allowed: set[str]) -> None:
         )
 
 
-def _chosen(store: LayerStore, collections: str | None) -> list[LayerDefinition]:
-    """The layers named in ``collections`` (all when absent), each checked to exist."""
+def _ids(collections: str | None) -> tuple[str, ...] | None:
+    """The collection ids of a ``collections`` parameter; None (every layer) when absent."""
     if collections is None:
-        layers = store.list_layers()
-        if not layers:
-            raise NotFoundError("there are no collections to draw")
-        return layers
-    ids = [c.strip() for c in collections.split(",") if c.strip()]
+        return None
+    ids = tuple(c.strip() for c in collections.split(",") if c.strip())
     if not ids:
         raise InvalidInputError("collections: give at least one collection id")
     if len(set(ids)) != len(ids):
         raise InvalidInputError("collections: an id is repeated")
+    return ids
+
+
+def _chosen(store: LayerStore, collections: str | None) -> list[LayerDefinition]:
+    """The layers named in ``collections`` (all when absent), each checked to exist."""
+    ids = _ids(collections)
+    if ids is None:
+        layers = store.list_layers()
+        if not layers:
+            raise NotFoundError("there are no collections to draw")
+        return layers
     return [store.get_layer(layer_id) for layer_id in ids]
 
 

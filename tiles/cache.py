@@ -20,22 +20,35 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class CachedTile:
-    """A tile ready to send: uncompressed and gzip bytes, its ETag, and what it was built from."""
+    """A tile ready to send, and what it was built from and last checked against.
+
+    ``catalog`` and ``versions`` are the database versions it is known to be
+    right for; ``generation`` is the shared write counter read when it was last
+    checked (None: the store has no counter), at ``checked_at`` (Unix time).
+    ``gzip`` is filled the first time a client accepts it.
+    """
 
     raw: bytes
-    gzip: bytes
+    gzip: bytes | None
     etag: str
     catalog: int
     versions: tuple[tuple[str, int], ...]
+    generation: int | None
+    checked_at: float
     features: int
     aggregated: bool
 
     @property
     def size(self) -> int:
-        return len(self.raw) + len(self.gzip) + 200
+        return len(self.raw) + len(self.gzip or b"") + 200
 
-    def at(self, versions: tuple[tuple[str, int], ...]) -> CachedTile:
-        return replace(self, versions=versions)
+    def checked(
+        self, catalog: int, versions: tuple[tuple[str, int], ...], generation: int | None, checked_at: float
+    ) -> CachedTile:
+        return replace(self, catalog=catalog, versions=versions, generation=generation, checked_at=checked_at)
+
+    def with_gzip(self, data: bytes) -> CachedTile:
+        return replace(self, gzip=data)
 
 
 class TileCache:
@@ -128,6 +141,8 @@ class _DiskCache:
             etag=meta["etag"],
             catalog=meta["catalog"],
             versions=tuple((layer, version) for layer, version in meta["versions"]),
+            generation=meta["generation"],
+            checked_at=meta["checked_at"],
             features=meta["features"],
             aggregated=meta["aggregated"],
         )
@@ -137,6 +152,8 @@ class _DiskCache:
             "etag": entry.etag,
             "catalog": entry.catalog,
             "versions": entry.versions,
+            "generation": entry.generation,
+            "checked_at": entry.checked_at,
             "features": entry.features,
             "aggregated": entry.aggregated,
         }

@@ -1,12 +1,22 @@
 """Tiles for one or several layers, cached and never stale.
 
-Every request first reads the catalog version and the data version of the
-layers it asks for (one short query). A cached tile built at those versions is
-served as is. When a layer has moved on, the boxes its writes touched since
-are read: if none meets the tile (with its buffer), the tile is still right
-and is kept, now tagged with the new versions; otherwise it is built again.
-The versions are read before the features, so a tile can be older than its
-tag only by writes that are then re-checked, never by ones that are missed.
+Freshness is checked in two steps:
+
+1. The store's shared write counter (``layers.signal``): while it reads what it
+   read when a cached tile was last checked, nothing at all has been written,
+   and the tile is served with no database work (``TileService.cached``).
+2. Otherwise, the catalog version and the data versions of the tile's layers
+   are read (one short query). A tile built at those versions is still right.
+   When a layer has moved on, the boxes its writes touched since are read: if
+   none meets the tile (with its buffer), the tile is kept, now tagged with the
+   new versions; otherwise it is built again.
+
+The counter and the versions are read before the features, so a tile can be
+tagged older than its content, never newer: a write is re-checked, never
+missed. A store without a shared counter gets step 2 on every request, and
+even with one, a tile is re-checked against the database after
+``RECHECK_SECONDS``, so a process that died between its commit and its
+increment cannot leave a tile stale for long.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +39,8 @@ from tiles.grid import TileAddress, tile_spec
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
+#: A tile trusted on the write counter alone is checked against the database this often at least.
+RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +53,19 @@ class LayerScope:
 
 @dataclass(frozen=True, slots=True)
 class TileRequest:
+    """A tile of some layers, with the properties and reader scopes asked for."""
+
     address: TileAddress
-    layers: tuple[LayerDefinition, ...]
+    layer_ids: tuple[str, ...]
     properties: tuple[str, ...] | None = None
-    scopes: tuple[LayerScope, ...] | None = None  # one per layer; None: everything
+    scopes: tuple[LayerScope, ...] | None = None  # one per layer id; None: everything
+
+    @property
+    def key(self) -> str:
+        layers = ",".join(self.layer_ids)
+        properties = "*" if self.properties is None else ",".join(self.properties)
+        scopes = "*" if self.scopes is None else "|".join(scope.key for scope in self.scopes)
+        return f"{self.address.key}|{layers}|{properties}|{scopes}"
 
 
 class TileService:
@@ -53,29 +75,74 @@ class TileService:
         self.cache = cache
         self.gzip_level = gzip_level
 
+    def cached(self, store: LayerStore, request: TileRequest) -> CachedTile | None:
+        """The cached tile if no write can have changed it: no database, no waiting (safe on the event loop)."""
+        generation = store.write_generation()
+        if generation is None:
+            return None
+        entry = self.cache.get(request.key)
+        if entry is None or entry.generation != generation or time.time() - entry.checked_at > RECHECK_SECONDS:
+            return None
+        return entry
+
     def tile(self, store: LayerStore, request: TileRequest) -> CachedTile:
+        """The tile, from the cache when it is still right, else built (blocking: run it in a thread)."""
         spec = tile_spec(request.address)
+        generation = store.write_generation()  # before anything is read from the database
+        checked_at = time.time()
+        layers = self._drawn(store, request, spec)
+        ids = [layer.id for layer, _ in layers]
+        if self.cache.max_bytes <= 0:
+            return self._build(store, request, spec, layers, -1, (), generation, checked_at)
+        found = store.data_versions(ids)
+        now = tuple((layer, found.layers[layer]) for layer in ids)
+        cached = self.cache.get(request.key)
+        fresh = cached is not None and cached.catalog == found.catalog
+        if cached is not None and fresh and (cached.versions == now or self._untouched(store, cached, now, spec)):
+            kept = cached.checked(found.catalog, now, generation, checked_at)
+            self.cache.put(request.key, kept)
+            return kept
+        entry = self._build(store, request, spec, layers, found.catalog, now, generation, checked_at)
+        self.cache.put(request.key, entry)
+        return entry
+
+    def gzipped(self, request: TileRequest, entry: CachedTile) -> bytes:
+        """The tile gzip-compressed; compressed once, when first asked for, then kept with the tile."""
+        if entry.gzip is None:
+            entry = entry.with_gzip(gzip.compress(entry.raw, self.gzip_level, mtime=0))
+            if self.cache.max_bytes > 0:
+                self.cache.put(request.key, entry)
+        assert entry.gzip is not None
+        return entry.gzip
+
+    def _drawn(
+        self, store: LayerStore, request: TileRequest, spec: TileSpec
+    ) -> list[tuple[LayerDefinition, LayerScope]]:
+        """The requested layers that are drawn at this zoom, each with its reader scope."""
+        layers = [store.get_layer(layer_id) for layer_id in request.layer_ids]
+        scopes = list(request.scopes or [LayerScope()] * len(layers))
         shown = [
             (layer, scope)
-            for layer, scope in zip(request.layers, request.scopes or [LayerScope()] * len(request.layers), strict=True)
+            for layer, scope in zip(layers, scopes, strict=True)
             if layer.style.min_zoom <= spec.z <= layer.style.max_zoom
         ]
         if not shown:
-            raise NotFoundError(
-                f"no layer of {', '.join(layer.id for layer in request.layers)} is drawn at zoom {spec.z}",
-            )
-        ids = [layer.id for layer, _ in shown]
-        now = self.cache_versions(store, ids)
-        key = _key(request, [scope for _, scope in shown])
-        cached = self.cache.get(key)
-        if cached is not None and cached.catalog == now[0]:
-            if cached.versions == now[1]:
-                return cached
-            if self._untouched(store, cached, now[1], spec):
-                kept = cached.at(now[1])
-                self.cache.put(key, kept)
-                return kept
-        single = len(request.layers) == 1
+            names = ", ".join(layer.id for layer in layers)
+            raise NotFoundError(f"no layer of {names} is drawn at zoom {spec.z}")
+        return shown
+
+    def _build(
+        self,
+        store: LayerStore,
+        request: TileRequest,
+        spec: TileSpec,
+        layers: list[tuple[LayerDefinition, LayerScope]],
+        catalog: int,
+        versions: tuple[tuple[str, int], ...],
+        generation: int | None,
+        checked_at: float,
+    ) -> CachedTile:
+        single = len(request.layer_ids) == 1
         parts = [
             store.vector_tile(
                 layer.id,
@@ -83,25 +150,20 @@ class TileService:
                 properties=request.properties if single else _own(layer, request.properties),
                 where=scope.where,
             )
-            for layer, scope in shown
+            for layer, scope in layers
         ]
         raw = b"".join(part.data for part in parts)
-        entry = CachedTile(
+        return CachedTile(
             raw=raw,
-            gzip=gzip.compress(raw, self.gzip_level, mtime=0) if raw else b"",
+            gzip=None,
             etag='"' + hashlib.blake2b(raw, digest_size=12).hexdigest() + '"',
-            catalog=now[0],
-            versions=now[1],
+            catalog=catalog,
+            versions=versions,
+            generation=generation,
+            checked_at=checked_at,
             features=sum(part.features for part in parts),
             aggregated=any(part.aggregated for part in parts),
         )
-        self.cache.put(key, entry)
-        return entry
-
-    @staticmethod
-    def cache_versions(store: LayerStore, layer_ids: Sequence[str]) -> tuple[int, tuple[tuple[str, int], ...]]:
-        found = store.data_versions(layer_ids)
-        return found.catalog, tuple((layer, found.layers[layer]) for layer in layer_ids)
 
     @staticmethod
     def _untouched(store: LayerStore, cached: CachedTile, now: tuple[tuple[str, int], ...], spec: TileSpec) -> bool:
@@ -116,21 +178,15 @@ class TileService:
             changes = store.changes_since(layer, before[layer])
             if changes is None or any(change is None or _meets(change, box) for change in changes):
                 return False
-        return True
+        return len(before) == len(now)
 
 
 def _meets(a: Box, b: Box) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
-def _own(layer: LayerDefinition, properties: tuple[str, ...] | None) -> list[str] | None:
+def _own(layer: LayerDefinition, properties: Sequence[str] | None) -> list[str] | None:
     """The asked-for properties this layer has (several layers share one ``properties`` list)."""
     if properties is None:
         return None
     return [name for name in properties if layer.field(name) is not None]
-
-
-def _key(request: TileRequest, scopes: Sequence[LayerScope]) -> str:
-    layers = ",".join(layer.id for layer in request.layers)
-    properties = "*" if request.properties is None else ",".join(request.properties)
-    return f"{request.address.key}|{layers}|{properties}|{'|'.join(scope.key for scope in scopes)}"

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from layers.errors import TwinError, UnavailableError
+from layers.signal import SharedCounter
 from layers.store import LayerStore
 from ogc.features import OPENAPI_30, FeaturesAPI
 from ogc.openapi import with_collections
@@ -48,7 +49,8 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
         owned = store is None
         if owned:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            app.state.store = await run_in_threadpool(LayerStore.open, settings.store_url)
+            writes = SharedCounter(settings.write_counter_path)
+            app.state.store = await run_in_threadpool(LayerStore.open, settings.store_url, writes)
         log.info("Twin %s serving %s store", __version__, settings.backend_label)
         try:
             yield

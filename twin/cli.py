@@ -27,6 +27,7 @@ from layers.io.exporter import export_layer
 from layers.io.importer import ImportReport, import_file
 from layers.io.sources import ReadOptions, SourceInfo
 from layers.model import LayerDefinition, LayerKind, LayerPatch
+from layers.signal import SharedCounter
 from layers.store import LayerStore, LoadMode
 from twin.logconfig import configure_logging
 from twin.settings import TwinSettings
@@ -66,7 +67,7 @@ def _open_store() -> Iterator[LayerStore]:
     settings = TwinSettings()
     configure_logging("WARNING", settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = LayerStore.open(settings.store_url)
+    store = LayerStore.open(settings.store_url, SharedCounter(settings.write_counter_path))
     try:
         yield store
     finally:

@@ -41,5 +41,10 @@ class TwinSettings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'twin.sqlite').resolve()}"
 
     @property
+    def write_counter_path(self) -> Path:
+        """The file that the processes using this store share to count writes (see ``layers.signal``)."""
+        return self.data_dir / "store-writes.counter"
+
+    @property
     def backend_label(self) -> str:
         return "PostGIS" if self.database_url else "SpatiaLite"

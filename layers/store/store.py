@@ -26,6 +26,7 @@ from layers.features import MAX_DISTANCE_M, Condition, Feature, FeatureInput, Fe
 from layers.geodesy import search_window
 from layers.model import LayerDefinition, LayerPatch
 from layers.registry import LayerRegistry
+from layers.signal import SharedCounter
 from layers.store.backend import WRITE_OPTION, SpatialBackend
 from layers.store.statements import (
     count_select,
@@ -94,16 +95,21 @@ def backend_for(url: str) -> SpatialBackend:
 class LayerStore:
     """Layers and their features in one database."""
 
-    def __init__(self, engine: Engine, backend: SpatialBackend) -> None:
+    def __init__(self, engine: Engine, backend: SpatialBackend, writes: SharedCounter | None = None) -> None:
         self.engine = engine
         self.backend = backend
         self.registry = LayerRegistry(backend)
+        self.writes = writes
 
     @classmethod
-    def open(cls, url: str) -> LayerStore:
-        """Connect, and create the catalog and spatial metadata if the database is new."""
+    def open(cls, url: str, writes: SharedCounter | None = None) -> LayerStore:
+        """Connect, and create the catalog and spatial metadata if the database is new.
+
+        ``writes`` is a counter shared with the other processes using this
+        store on this machine; every committed write moves it (see ``layers.signal``).
+        """
         backend = backend_for(url)
-        store = cls(backend.create_engine(url), backend)
+        store = cls(backend.create_engine(url), backend, writes)
         try:
             with store._write() as conn:
                 backend.initialize(conn)
@@ -114,6 +120,12 @@ class LayerStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.writes is not None:
+            self.writes.close()
+
+    def write_generation(self) -> int | None:
+        """The shared write counter, or None when this store has none (then only the database knows)."""
+        return None if self.writes is None else self.writes.read()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -124,6 +136,8 @@ class LayerStore:
     def _write(self) -> Iterator[Connection]:
         with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
             yield conn
+        if self.writes is not None:  # after the commit: readers who see the new count see the new data
+            self.writes.bump()
 
     def ping(self) -> int:
         """Check the database answers; return the catalog version."""

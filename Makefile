@@ -9,15 +9,23 @@ export TWIN_DATA_DIR ?= var
 APT_PACKAGES := libsqlite3-mod-spatialite postgresql-15-postgis-3 gdal-bin python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup system-packages samples lint bench clean
+.PHONY: run test setup system-packages client samples lint bench bench-client clean
 
-run: setup
+run: setup client
 	@test -f "$(TWIN_DATA_DIR)/.samples-loaded" || { $(VENV)/bin/twin samples && touch "$(TWIN_DATA_DIR)/.samples-loaded"; }
 	$(VENV)/bin/twin serve
 
-test: setup
+test: setup client
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium || echo "chromium could not be installed: browser tests will be skipped"; }
 	TWIN_REQUIRE_POSTGIS=1 $(VENV)/bin/python -m pytest
+
+# The map client (frontend/ → frontend/dist), served by `twin serve` at / and /wall. Needs Node 20+ and npm.
+client:
+	@command -v npm >/dev/null || { echo "installing Node.js and npm"; $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)' \
+		|| { echo "the map client needs Node.js 20.19 or newer (Vite 8); found $$(node --version)"; exit 1; }
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 setup: system-packages $(VENV)/.installed
 
@@ -45,5 +53,9 @@ bench: setup
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	$(VENV)/bin/python bench/store_bench.py
 
+bench-client: setup client
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/python bench/first_render.py
+
 clean:
-	rm -rf $(VENV) "$(TWIN_DATA_DIR)" .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) "$(TWIN_DATA_DIR)" .pytest_cache .mypy_cache .ruff_cache frontend/node_modules frontend/dist

@@ -30,6 +30,7 @@ from twin.admin import admin_router, get_settings, get_store, require_api_key
 from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
+from twin.web import mount_client
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.include_router(RasterTilesAPI(raster_catalog).router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)
     _add_api_document(app)
+    mount_client(app)
     return app
 
 

@@ -108,9 +108,13 @@ def encode_features(
     """Clip, snap and encode features given in EPSG:4326, as ``ST_AsMVTGeom`` + ``ST_AsMVT`` do."""
     if len(fids) == 0:
         return VectorTile(name, b"", 0, False)
-    in_tile = shapely.transform(geometries, lambda coords: _to_tile(spec, coords))
-    edge = spec.buffer
-    clipped = shapely.clip_by_rect(in_tile, -edge, -edge, spec.extent + edge, spec.extent + edge)
+    # As ST_AsMVTGeom: to tile units, snap to the integer grid, clip to the buffer, snap what the clip cut.
+    in_tile = shapely.set_precision(shapely.transform(geometries, lambda coords: _to_tile(spec, coords)), 1.0)
+    low, high = -spec.buffer, spec.extent + spec.buffer
+    clipped = shapely.clip_by_rect(in_tile, low, low, high, high)
+    # Points on the buffer's edge stay, as in PostGIS (GEOS's rectangle clip drops them).
+    points = np.isin(shapely.get_type_id(in_tile), (0, 4))
+    clipped[points] = shapely.intersection(in_tile[points], shapely.box(low, low, high, high))
     snapped = shapely.set_precision(clipped, 1.0)
     keep = ~shapely.is_empty(snapped)
     features = [

@@ -13,6 +13,7 @@ import mapbox_vector_tile
 import numpy as np
 import pytest
 import shapely
+import shapely.affinity
 from pyproj import Transformer
 from shapely.geometry import Point, Polygon, box, shape
 
@@ -229,3 +230,97 @@ def test_loads_record_their_extent(store: LayerStore) -> None:
     batch = batch_from_features(PARCELS, polygons, [{"code": str(i)} for i in range(3)])
     store.load("parcels", [batch])
     assert store.changes_since("parcels", v0) == [pytest.approx(tuple(shapely.total_bounds(polygons)))]
+
+
+ROADS = LayerDefinition.model_validate(
+    {"id": "roads", "title": "Đường", "geometry_type": "LineString", "fields": [{"name": "name", "type": "string"}]}
+)
+
+
+def _city(store: LayerStore) -> None:
+    """Points, lines and polygons over a few z14 tiles of Quy Nhơn, deterministic."""
+    rng = np.random.default_rng(11)
+    w, s, e, n = SPEC.lonlat_box(buffered=False)
+    span = e - w
+    store.create_layer(POINTS)
+    store.create_layer(PARCELS)
+    store.create_layer(ROADS)
+    lon, lat = rng.uniform(w - span, e + span, 4000), rng.uniform(s - span, n + span, 4000)
+    when = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    store.insert_features(
+        "cameras",
+        [
+            FeatureInput(
+                Point(x, y), {"name": f"Cam {i}", "level": i, "score": i / 3, "online": i % 2 == 0, "seen_at": when}
+            )
+            for i, (x, y) in enumerate(zip(lon, lat, strict=True))
+        ],
+    )
+    corners = rng.uniform(0, 1, (600, 2))
+    size = rng.uniform(0.0005, 0.004, (600, 2))
+    store.insert_features(
+        "parcels",
+        [
+            FeatureInput(
+                shapely.affinity.rotate(
+                    box(
+                        w - span + 3 * span * cx,
+                        s - span + 3 * span * cy,
+                        w - span + 3 * span * cx + sx,
+                        s - span + 3 * span * cy + sy,
+                    ),
+                    rng.uniform(0, 90),
+                ),
+                {"code": f"P{i}"},
+            )
+            for i, ((cx, cy), (sx, sy)) in enumerate(zip(corners, size, strict=True))
+        ],
+    )
+    ends = rng.uniform(0, 1, (80, 4))
+    store.insert_features(
+        "roads",
+        [
+            FeatureInput(
+                shapely.LineString(
+                    [
+                        (w - span + 3 * span * a, s - span + 3 * span * b),
+                        (w - span + 3 * span * c, s - span + 3 * span * d),
+                    ]
+                ),
+                {"name": f"Đường {i}"},
+            )
+            for i, (a, b, c, d) in enumerate(ends)
+        ],
+    )
+
+
+def test_both_backends_give_the_same_tiles(sqlite_store: LayerStore, postgis_url: str) -> None:
+    """Same features in SpatiaLite and PostGIS: every tile decodes to the same features and, to a tile unit, shapes."""
+    postgis = LayerStore.open(postgis_url)
+    try:
+        for layer in postgis.list_layers():
+            postgis.drop_layer(layer.id)
+        _city(sqlite_store)
+        _city(postgis)
+        compared = 0
+        for z, dx, dy in [(14, 0, 0), (14, 1, 0), (14, 0, -1), (13, 0, 0), (15, 1, 1), (12, 0, 0)]:
+            scale = 2 ** (z - 14)
+            spec = tile_spec(TileAddress("WebMercatorQuad", z, X * scale + dx, Y * scale + dy))
+            for layer in ("cameras", "parcels", "roads"):
+                lite, pg = sqlite_store.vector_tile(layer, spec), postgis.vector_tile(layer, spec)
+                assert (lite.features, lite.aggregated) == (pg.features, pg.aggregated), (layer, z)
+                a = {f["id"]: f for f in decode(lite.data).get(layer, [])}
+                b = {f["id"]: f for f in decode(pg.data).get(layer, [])}
+                assert set(a) == set(b), (layer, z)
+                for fid, feature in a.items():
+                    other = b[fid]
+                    assert feature["properties"] == pytest.approx(other["properties"]), (layer, z, fid)
+                    one, two = shape(feature["geometry"]), shape(other["geometry"])
+                    assert one.geom_type.removeprefix("Multi") == two.geom_type.removeprefix("Multi")
+                    assert shapely.hausdorff_distance(one, two) <= 1.5, (layer, z, fid)
+                compared += len(a)
+        assert compared > 3000
+    finally:
+        for layer in postgis.list_layers():
+            postgis.drop_layer(layer.id)
+        postgis.close()

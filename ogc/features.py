@@ -8,7 +8,7 @@ link), so the thousandth page costs what the first does.
 
 # No "from __future__ import annotations" here: the handlers' annotations name
 # dependencies built per instance, which FastAPI must see as objects, not strings.
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -104,7 +104,7 @@ class FeaturesAPI:
 
     def __init__(
         self,
-        get_store: Callable[..., LayerStore],
+        get_store: Callable[..., LayerStore | Awaitable[LayerStore]],
         title: str,
         description: str,
         extra_conformance: list[str] | None = None,

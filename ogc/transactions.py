@@ -9,7 +9,7 @@ and geometry type and kept in history. Who may write is decided by the
 
 # No "from __future__ import annotations": the handlers' annotations name per-instance dependencies.
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
@@ -84,7 +84,9 @@ def _parse_id(feature_id: str) -> int:
 class FeatureTransactionsAPI:
     """Write routes for the items of every collection."""
 
-    def __init__(self, get_store: Callable[..., LayerStore], writer: Callable[..., Any]) -> None:
+    def __init__(
+        self, get_store: Callable[..., LayerStore | Awaitable[LayerStore]], writer: Callable[..., Any]
+    ) -> None:
         self.get_store = get_store
         self.router = APIRouter(tags=["OGC API – Features (transactions)"], dependencies=[Depends(writer)])
         self._register()

@@ -14,7 +14,7 @@ the tile holds nothing, 304 when the client's ``If-None-Match`` still holds.
 # No ``from __future__ import annotations``: FastAPI reads these handlers' annotations at runtime.
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -61,7 +61,7 @@ class TilesAPI:
 
     def __init__(
         self,
-        get_store: Callable[..., LayerStore],
+        get_store: Callable[..., LayerStore | Awaitable[LayerStore]],
         service: TileService,
         scope: ScopeHook = everything,
         elevation: Callable[[Request], str | None] = lambda request: None,

@@ -30,14 +30,24 @@ IDENTIFIER_PATTERN = re.compile(IDENTIFIER)
 _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key from TWIN_API_KEYS.")
 
 
-def get_store(request: Request) -> LayerStore:
+def store_of(request: Request) -> LayerStore:
     store: LayerStore = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> TwinSettings:
+def settings_of(request: Request) -> TwinSettings:
     settings: TwinSettings = request.app.state.settings
     return settings
+
+
+# The dependencies are ``async`` because they do no I/O: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a hand-off that costs more than serving a cached tile.
+async def get_store(request: Request) -> LayerStore:
+    return store_of(request)
+
+
+async def get_settings(request: Request) -> TwinSettings:
+    return settings_of(request)
 
 
 def require_api_key(

@@ -26,7 +26,7 @@ from tiles.cache import TileCache
 from tiles.raster import RasterTilesAPI
 from tiles.service import TileService
 from twin import __version__
-from twin.admin import admin_router, get_settings, get_store, require_api_key
+from twin.admin import admin_router, get_store, require_api_key, settings_of, store_of
 from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
@@ -93,7 +93,7 @@ WRITE_ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}
 
 def raster_catalog(request: Request) -> RasterCatalog:
     """The raster layers of the app's store; converted COGs go to TWIN_DATA_DIR/rasters."""
-    return RasterCatalog(get_store(request).engine, get_settings(request).data_dir / "rasters")
+    return RasterCatalog(store_of(request).engine, settings_of(request).data_dir / "rasters")
 
 
 def _elevation(request: Request) -> str | None:
@@ -127,7 +127,7 @@ def _add_api_document(app: FastAPI) -> None:
         responses={200: {"content": {OPENAPI_30: {"schema": {"type": "object"}}}}},
     )
     def api(request: Request) -> OpenAPI30Response:
-        layers = get_store(request).list_layers()
+        layers = store_of(request).list_layers()
         return OpenAPI30Response(with_collections(downgrade(app.openapi()), layers))
 
 
@@ -147,7 +147,7 @@ def _add_health(app: FastAPI) -> None:
         responses={503: PROBLEM_SCHEMA},  # type: ignore[dict-item]
     )
     def readyz(request: Request) -> dict[str, Any]:
-        store = get_store(request)
+        store = store_of(request)
         try:
             version = store.ping()
         except TwinError:

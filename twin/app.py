@@ -72,13 +72,14 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
         app.state.store = store
     install_problem_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=[*TRANSACTIONS, *TILES])
-    app.include_router(features.router, responses=ERRORS)  # type: ignore[arg-type]
-    app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
+    # Tiles first: the map asks for hundreds of them a minute, and routes are matched in order.
     tile_cache = TileCache(settings.tile_cache_mb * 2**20, settings.tile_cache_dir)
     app.state.tiles = TileService(tile_cache)
     tiles_api = TilesAPI(get_store, app.state.tiles, elevation=_elevation)
     app.include_router(tiles_api.router, responses=ERRORS)  # type: ignore[arg-type]
+    features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=[*TRANSACTIONS, *TILES])
+    app.include_router(features.router, responses=ERRORS)  # type: ignore[arg-type]
+    app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
     app.include_router(RasterTilesAPI(raster_catalog).router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)

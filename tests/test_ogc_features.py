@@ -511,3 +511,21 @@ def test_html_escapes_what_it_shows(writer: TestClient) -> None:
     created = writer.post("/collections/lights/items", json=new_light(road="<script>alert(1)</script>"), headers=KEY)
     page = writer.get(f"{created.headers['location']}?f=html").text
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_counts_per_value_are_computed_by_the_server(client: TestClient, populated: LayerStore) -> None:
+    everything = populated.query("lights")
+    answer = client.get("/collections/lights/counts?groupBy=road").json()
+    expected = {road: sum(1 for f in everything if f.properties["road"] == road) for road in ROADS}
+    assert {row["value"]: row["count"] for row in answer["counts"]} == expected
+    assert answer["total"] == len(everything) and answer["groupBy"] == "road"
+    filtered = client.get("/collections/lights/counts", params={"groupBy": "status", "filter": "power_w >= 130"}).json()
+    truth = {
+        s: sum(1 for f in everything if f.properties["status"] == s and f.properties["power_w"] >= 130)
+        for s in ("on", "off", "fault")
+    }
+    assert {row["value"]: row["count"] for row in filtered["counts"]} == {k: v for k, v in truth.items() if v}
+    for bad in ("groupBy=nope", "groupBy=road&filter=nope >", "groupBy=road&colour=red", ""):
+        response = client.get(f"/collections/lights/counts?{bad}")
+        assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json", bad
+    assert client.get("/collections/nothing/counts?groupBy=road").status_code == 404

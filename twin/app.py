@@ -30,6 +30,7 @@ from twin.admin import admin_router, get_store, require_api_key, settings_of, st
 from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
+from twin.statistics import StatisticsAPI
 from twin.web import mount_client
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=[*TRANSACTIONS, *TILES])
     app.include_router(features.router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
+    app.include_router(StatisticsAPI(get_store).router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
     app.include_router(RasterTilesAPI(raster_catalog).router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)

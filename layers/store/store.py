@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -21,7 +21,13 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from layers.errors import ConflictError, NotFoundError, PreconditionFailedError, UnavailableError
+from layers.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnavailableError,
+)
 from layers.features import MAX_DISTANCE_M, Condition, Feature, FeatureInput, FeatureQuery, Near
 from layers.geodesy import search_window
 from layers.model import LayerDefinition, LayerPatch
@@ -203,6 +209,20 @@ class LayerStore:
         with self._read() as conn:
             tables = self.registry.tables(conn, layer_id)
             return int(conn.execute(count_select(self.backend, tables, query)).scalar_one())
+
+    def count_by(self, layer_id: str, field: str, query: FeatureQuery = FeatureQuery()) -> dict[Any, int]:
+        """How many matching features hold each value of ``field`` (None for no value): one GROUP BY."""
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            if tables.definition.field(field) is None:
+                raise InvalidInputError(f"layer '{layer_id}' has no field '{field}'", layer=layer_id, field=field)
+            column = tables.current.c[field]
+            stmt = (
+                sa.select(column, sa.func.count())
+                .where(*where_clauses(self.backend, tables, replace(query, limit=None)))
+                .group_by(column)
+            )
+            return {value: int(n) for value, n in conn.execute(stmt)}
 
     def count_up_to(self, layer_id: str, query: FeatureQuery, cap: int) -> int | None:
         """The exact count if it is at most ``cap``, else None: a count that stays cheap on big layers."""

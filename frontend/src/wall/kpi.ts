@@ -1,7 +1,19 @@
-// KPIs per ward, computed here from OGC items queries until the server has a KPI endpoint
-// (proposed: GET /kpis/wards). Each query asks only the properties it needs.
-import { allItems, Collection, Feature } from '../api';
+// KPIs per ward, counted by the server (GET /collections/{id}/counts: one GROUP BY per figure), so the
+// wall never downloads features to count them. Sensors over threshold compare two properties of each
+// sensor, which CQL2 filters here cannot yet express: the 200 sensors' two numbers are read instead.
+import { allItems, Collection, getJson, absolute } from '../api';
 import { t } from '../i18n';
+
+interface Counts {
+  counts: { value: unknown; count: number }[];
+  total: number;
+}
+
+async function counts(collectionId: string, groupBy: string, filter?: string): Promise<Counts> {
+  const params = new URLSearchParams({ groupBy });
+  if (filter) params.set('filter', filter);
+  return getJson<Counts>(absolute(`/collections/${encodeURIComponent(collectionId)}/counts?${params}`));
+}
 
 export interface WardKpi {
   ward: string;
@@ -24,19 +36,15 @@ export async function computeKpis(collections: Collection[], wardNames: string[]
     if (!table.has(key)) table.set(key, { ward: key, open: 0, overdue: 0, sensorsOver: 0 });
     return table.get(key)!;
   };
-  const [incidents, sensors, vessels] = await Promise.all([
-    has('incidents')
-      ? allItems('incidents', { filter: "status IN ('new', 'in_progress')", properties: ['ward', 'due_at'], limit: 5000 }, 20000)
-      : null,
+  const open = "status IN ('new', 'in_progress')";
+  const [openByWard, overdueByWard, sensors, vessels] = await Promise.all([
+    has('incidents') ? counts('incidents', 'ward', open) : null,
+    has('incidents') ? counts('incidents', 'ward', `${open} AND due_at < TIMESTAMP('${now.toISOString()}')`) : null,
     has('sensors') ? allItems('sensors', { properties: ['ward', 'last_value', 'threshold'], limit: 5000 }, 20000) : null,
-    has('vessels') ? allItems('vessels', { filter: "status <> 'anchored'", properties: [], limit: 5000 }, 20000) : null,
+    has('vessels') ? counts('vessels', 'status', "status <> 'anchored'") : null,
   ]);
-  let overdue = 0;
-  for (const f of incidents ?? []) {
-    const r = row(f.properties.ward);
-    r.open++;
-    if (isOverdue(f, now)) (r.overdue++, overdue++);
-  }
+  for (const { value, count } of openByWard?.counts ?? []) row(value).open += count;
+  for (const { value, count } of overdueByWard?.counts ?? []) row(value).overdue += count;
   let over = 0;
   for (const f of sensors ?? []) {
     const value = Number(f.properties.last_value);
@@ -46,16 +54,11 @@ export async function computeKpis(collections: Collection[], wardNames: string[]
   return {
     wards: [...table.values()].sort((a, b) => b.open - a.open || b.sensorsOver - a.sensorsOver || a.ward.localeCompare(b.ward, 'vi')),
     totals: {
-      open: incidents ? incidents.length : null,
-      overdue: incidents ? overdue : null,
+      open: openByWard ? openByWard.total : null,
+      overdue: overdueByWard ? overdueByWard.total : null,
       sensorsOver: sensors ? over : null,
-      vesselsAtSea: vessels ? vessels.length : null,
+      vesselsAtSea: vessels ? vessels.total : null,
     },
     at: now,
   };
-}
-
-function isOverdue(f: Feature, now: Date): boolean {
-  const due = f.properties.due_at;
-  return typeof due === 'string' && new Date(due).getTime() < now.getTime();
 }

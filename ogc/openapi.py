@@ -36,6 +36,16 @@ STANDARD_PARAMETERS: dict[str, dict[str, Any]] = {
         "style": "form",
         "explode": False,
     },
+    "sortby": {
+        "name": "sortby",
+        "in": "query",
+        "required": False,
+        "description": "Sortables, comma-separated, each ascending or '-' first for descending; NULLs sort last "
+        "ascending and first descending; the feature id breaks ties",
+        "schema": {"type": "array", "items": {"type": "string", "pattern": "^[+-]?[^,]+$"}},
+        "style": "form",
+        "explode": False,
+    },
     "datetime": {
         "name": "datetime",
         "in": "query",
@@ -64,7 +74,11 @@ def with_collections(document: dict[str, Any], layers: list[LayerDefinition]) ->
         operation["operationId"] = f"get_{layer.id}_items"
         queryables = ", ".join(f.name for f in layer.fields) or "none"
         operation["description"] = f"{layer.description or layer.title}\n\nQueryable properties: {queryables}."
-        operation["parameters"] = [p for p in operation.get("parameters", []) if p.get("name") != "collection_id"]
+        operation["parameters"] = [
+            _sortby(layer) if p.get("name") == "sortby" else p
+            for p in operation.get("parameters", [])
+            if p.get("name") != "collection_id"
+        ]
         operation["responses"]["200"] = {
             "description": "A page of features",
             "content": {
@@ -81,6 +95,14 @@ def with_collections(document: dict[str, Any], layers: list[LayerDefinition]) ->
         }
         result["paths"][f"/collections/{layer.id}/items"] = {"get": operation}
     return result
+
+
+def _sortby(layer: LayerDefinition) -> dict[str, Any]:
+    """The generic sortby parameter with this layer's sortables spelled out."""
+    parameter = copy.deepcopy(STANDARD_PARAMETERS["sortby"])
+    names = [f.name for f in layer.fields]
+    parameter["schema"]["items"] = {"type": "string", "enum": [*names, *(f"-{n}" for n in names)]}
+    return parameter
 
 
 def _feature_schema(layer: LayerDefinition) -> dict[str, Any]:

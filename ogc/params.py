@@ -6,15 +6,19 @@ turns into a 400 problem document.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import cql2
 
 from layers.errors import InvalidInputError
-from layers.features import BBox, TimeRange
+from layers.features import BBox, SortKey, TimeRange
 from layers.model import LayerDefinition
+from layers.validation import coerce_value
 from ogc.crs import CRS84, bbox_to_crs84, parse_crs
 
 DEFAULT_LIMIT = 10
@@ -87,17 +91,72 @@ def parse_properties(text: str | None, layer: LayerDefinition) -> list[str] | No
     return names
 
 
-def parse_cursor(text: str | None) -> int | None:
-    """The keyset cursor of a ``next`` link: the id after which the page starts."""
+def parse_sortby(text: str | None, layer: LayerDefinition) -> list[SortKey]:
+    """``sortby=name,-height_m``: declared fields, each ascending unless prefixed by ``-`` (``+`` is optional).
+
+    A ``+`` arrives as a space when a client does not escape it; both mean ascending.
+    """
     if text is None:
-        return None
+        return []
+    keys: list[SortKey] = []
+    for item in text.split(","):
+        token = item.strip()
+        descending = token.startswith("-")
+        name = token[1:].strip() if token[:1] in ("+", "-") else token
+        if not name:
+            raise InvalidInputError(f"sortby: expected property names separated by commas, got {text!r}")
+        if layer.field(name) is None:
+            sortables = ", ".join(f.name for f in layer.fields) or "none"
+            raise InvalidInputError(
+                f"sortby: collection '{layer.id}' has no property '{name}' to sort on (sortables: {sortables})"
+            )
+        if any(key.field == name for key in keys):
+            raise InvalidInputError(f"sortby: '{name}' is named twice")
+        keys.append(SortKey(name, descending))
+    return keys
+
+
+def sortby_text(sort: list[SortKey]) -> str:
+    return ",".join(f"{'-' if key.descending else ''}{key.field}" for key in sort)
+
+
+def encode_cursor(sort: list[SortKey], keyset: tuple[Any, ...]) -> str:
+    """The ``cursor`` of a ``next`` link: the fid alone, or (sorted) the sort order and the last row's keyset.
+
+    The sorted form is opaque (URL-safe base64 of JSON) and names its sort
+    order, so a cursor cannot silently be reused with another ``sortby``.
+    """
+    if not sort:
+        return str(keyset[-1])
+    values = [v.isoformat() if isinstance(v, date | datetime) else v for v in keyset]
+    payload = json.dumps({"sortby": sortby_text(sort), "after": values}, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def parse_cursor(
+    text: str | None, sort: list[SortKey] | None = None, layer: LayerDefinition | None = None
+) -> tuple[int | None, list[Any] | None]:
+    """The keyset a ``next`` link starts after: (fid, sort-key values or None)."""
+    if text is None:
+        return None, None
+    if not sort:
+        if not _FID.match(text):
+            raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link")
+        return int(text), None
+    assert layer is not None
     try:
-        value = int(text)
-    except ValueError:
-        raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link") from None
-    if value < 0:
-        raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link")
-    return value
+        payload = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        after, order = payload["after"], payload["sortby"]
+        fid = after[-1]
+    except (ValueError, TypeError, KeyError, IndexError, binascii.Error):
+        raise InvalidInputError(f"cursor: {text[:40]!r} is not a cursor from a next link with a sortby") from None
+    if order != sortby_text(sort) or len(after) != len(sort) + 1 or type(fid) is not int or fid < 0:
+        raise InvalidInputError("cursor: this cursor belongs to another sortby; start again from the first page")
+    values = [coerce_value(layer.field(key.field), v) for key, v in zip(sort, after, strict=False)]  # type: ignore[arg-type]
+    return fid, values
+
+
+_FID = re.compile(r"^[0-9]{1,18}$")
 
 
 FILTER_LANGUAGES = ("cql2-text", "cql2-json")

@@ -89,6 +89,7 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
         f"{spec}cql2/1.0/conf/advanced-comparison-operators",
         f"{spec}cql2/1.0/conf/basic-spatial-functions",
         f"{spec}cql2/1.0/conf/spatial-functions",
+        f"{spec}ogcapi-records-1/1.0/conf/sorting",
         f"{spec}ogcapi-features-4/1.0/conf/create-replace-delete",
         f"{spec}ogcapi-features-4/1.0/conf/update",
     }

@@ -62,6 +62,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
     # sortby (+/- prefixes) and /sortables, as OGC API – Records defines them (Features Part 8 is a draft).
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
 ]

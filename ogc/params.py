@@ -14,12 +14,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import cql2
+import shapely
+from shapely.geometry import mapping, shape
 
 from layers.errors import InvalidInputError
 from layers.features import BBox, SortKey, TimeRange
 from layers.model import LayerDefinition
 from layers.validation import coerce_value
-from ogc.crs import CRS84, bbox_to_crs84, parse_crs
+from ogc.crs import CRS84, bbox_to_crs84, box_to_crs84, geometry_to_crs84, parse_crs
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
@@ -166,8 +168,7 @@ def parse_filter(text: str | None, language: str | None, filter_crs: str | None)
     """A CQL2 filter (text or JSON) as its JSON tree, parsed by the ``cql2`` library."""
     if text is None:
         return None
-    if parse_crs(filter_crs, "filter-crs") != CRS84:
-        raise InvalidInputError("filter-crs: filters take coordinates in CRS84 only, for now")
+    crs = parse_crs(filter_crs, "filter-crs")
     language = language or "cql2-text"
     if language not in FILTER_LANGUAGES:
         raise InvalidInputError(f"filter-lang: {language!r} is not one of {', '.join(FILTER_LANGUAGES)}")
@@ -177,7 +178,30 @@ def parse_filter(text: str | None, language: str | None, filter_crs: str | None)
         first = str(exc).strip().splitlines()
         raise InvalidInputError(f"filter: not valid {language}: {' '.join(line.strip() for line in first)}") from None
     tree: dict[str, Any] = expression.to_json()
-    return tree
+    return tree if crs == CRS84 else _geometries_to_crs84(tree, crs)
+
+
+def _geometries_to_crs84(node: Any, crs: str) -> Any:
+    """The filter with every geometry literal (and BBOX) given in ``crs`` redrawn in CRS84, the store's CRS."""
+    if isinstance(node, list):
+        return [_geometries_to_crs84(item, crs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    try:
+        if set(node) == {"bbox"}:
+            numbers = [float(v) for v in node["bbox"]]
+            if len(numbers) == 6:
+                numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+            if len(numbers) != 4:
+                raise ValueError("a BBOX has 4 or 6 numbers")
+            return mapping(box_to_crs84((numbers[0], numbers[1], numbers[2], numbers[3]), crs))
+        if "type" in node and ("coordinates" in node or "geometries" in node):
+            return mapping(geometry_to_crs84(shape(node), crs))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"filter: {exc.detail} (filter-crs)") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, shapely.errors.ShapelyError) as exc:
+        raise InvalidInputError(f"filter: {str(node)[:80]} is not a geometry ({exc})") from None
+    return {key: _geometries_to_crs84(value, crs) for key, value in node.items()}
 
 
 _FEATURE_ID = re.compile(r"^[0-9]{1,18}$")

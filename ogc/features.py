@@ -35,6 +35,7 @@ from ogc.geojson import (
     property_schemas,
 )
 from ogc.html import HTML
+from ogc.openapi import ITEMS_QUERY_PARAMETERS
 from ogc.params import (
     encode_cursor,
     parse_bbox,
@@ -222,38 +223,19 @@ class FeaturesAPI:
             summary="Features of a layer, a page at a time",
             response_class=Response,
             responses={200: {"content": {GEOJSON: {}, CSV: {}, HTML: {}}}},
+            openapi_extra={"parameters": ITEMS_QUERY_PARAMETERS},
         )
-        def items(
-            request: Request,
-            collection_id: str,
-            store: store_dep,
-            limit: Annotated[int | None, Query(description="Features per page (1–10,000; default 10).")] = None,
-            bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in CRS84.")] = None,
-            datetime_: Annotated[
-                str | None, Query(alias="datetime", description="An instant or an interval start/end ('..' open).")
-            ] = None,
-            properties: Annotated[str | None, Query(description="Comma-separated properties to return.")] = None,
-            sortby: Annotated[
-                str | None, Query(description="Comma-separated sortables, '-' first for descending ('+' optional).")
-            ] = None,
-            cursor: Annotated[str | None, Query(description="Where the page starts; from a next link.")] = None,
-            crs: Annotated[str | None, Query(description="CRS of the answer's coordinates (a URI).")] = None,
-            bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="CRS of bbox (a URI).")] = None,
-            filter_: Annotated[str | None, Query(alias="filter", description="A CQL2 filter.")] = None,
-            filter_lang: Annotated[
-                str | None, Query(alias="filter-lang", description="cql2-text (the default) or cql2-json.")
-            ] = None,
-            filter_crs: Annotated[
-                str | None, Query(alias="filter-crs", description="CRS of the filter's geometries (a URI).")
-            ] = None,
-            f: Annotated[str | None, Query(description="Output format: json (GeoJSON), csv or html.")] = None,
-        ) -> Response:
-            answer = _negotiate(request, f, ("json", "csv", "html"))
-            page_size = parse_limit(limit)
-            output_crs = parse_crs(crs)
-            box = parse_bbox(bbox, bbox_crs)
-            cql2_tree = parse_filter(filter_, filter_lang, filter_crs)
+        def items(request: Request, collection_id: str, store: store_dep) -> Response:
+            # Parameters are read from the query string here, not declared one by one: FastAPI's
+            # validation of fifteen of them cost more than PostgreSQL takes to answer a page.
             params = request.query_params
+            get = params.get
+            answer = _negotiate(request, get("f"), ("json", "csv", "html"))
+            page_size = parse_limit(get("limit"))
+            output_crs = parse_crs(get("crs"))
+            box = parse_bbox(get("bbox"), get("bbox-crs"))
+            cql2_tree = parse_filter(get("filter"), get("filter-lang"), get("filter-crs"))
+            sortby, cursor, datetime_, properties = get("sortby"), get("cursor"), get("datetime"), get("properties")
 
             def query_for(layer: LayerDefinition) -> FeatureQuery:
                 """Checked against the definition read in the page's own transaction."""

@@ -58,6 +58,40 @@ STANDARD_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 
 
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+#: The query parameters of /items. The handler reads them from the query string itself (FastAPI's
+#: per-parameter validation cost more than the database's answer), so they are declared here.
+ITEMS_QUERY_PARAMETERS: list[dict[str, Any]] = [
+    STANDARD_PARAMETERS["limit"],
+    STANDARD_PARAMETERS["bbox"],
+    STANDARD_PARAMETERS["datetime"],
+    _query("properties", "Comma-separated properties to return."),
+    STANDARD_PARAMETERS["sortby"],
+    _query("cursor", "Where the page starts; from a next link."),
+    _query("crs", "CRS of the answer's coordinates (a URI)."),
+    _query("bbox-crs", "CRS of bbox (a URI)."),
+    _query("filter", "A CQL2 filter."),
+    _query(
+        "filter-lang", "cql2-text (the default) or cql2-json.", {"type": "string", "enum": ["cql2-text", "cql2-json"]}
+    ),
+    _query("filter-crs", "CRS of the filter's geometries (a URI)."),
+    _query(
+        "f",
+        "Output format: json (GeoJSON), csv or html.",
+        {"type": "string", "enum": ["json", "geojson", "csv", "html"]},
+    ),
+]
+
+
 def with_collections(document: dict[str, Any], layers: list[LayerDefinition]) -> dict[str, Any]:
     """``document`` plus one items path and one feature schema per layer."""
     result = copy.deepcopy(document)

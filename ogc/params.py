@@ -72,9 +72,13 @@ def _instant(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def parse_limit(value: int | None) -> int:
-    if value is None:
+def parse_limit(text: str | int | None) -> int:
+    if text is None:
         return DEFAULT_LIMIT
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInputError(f"limit: {text!r} is not an integer") from None
     if value < 1:
         raise InvalidInputError("limit: must be at least 1")
     return min(value, MAX_LIMIT)

@@ -56,6 +56,11 @@ def _transformer(source: str, target: str) -> Transformer:
     return Transformer.from_crs(_crs(source), _crs(target))  # each CRS's own axis order
 
 
+def northing_first(uri: str) -> bool:
+    """True for a CRS whose first axis points north (EPSG:4326, EPSG:4756): latitude first."""
+    return _crs(uri).axis_info[0].direction.lower() == "north"
+
+
 def geometry_transform(target: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """A function for ``shapely.transform`` from stored CRS84 to ``target``; None when nothing changes."""
     if target == CRS84:

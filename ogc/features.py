@@ -23,6 +23,7 @@ from layers.store import LayerStore
 from ogc import html
 from ogc.crs import CONFORMANCE as CRS_CONFORMANCE
 from ogc.crs import CRS84, SUPPORTED, parse_crs
+from ogc.flatgeobuf import FLATGEOBUF, flatgeobuf
 from ogc.geojson import (
     CSV,
     GEOJSON,
@@ -222,7 +223,7 @@ class FeaturesAPI:
             "/collections/{collection_id}/items",
             summary="Features of a layer, a page at a time",
             response_class=Response,
-            responses={200: {"content": {GEOJSON: {}, CSV: {}, HTML: {}}}},
+            responses={200: {"content": {GEOJSON: {}, CSV: {}, FLATGEOBUF: {}, HTML: {}}}},
             openapi_extra={"parameters": ITEMS_QUERY_PARAMETERS},
         )
         def items(request: Request, collection_id: str, store: store_dep) -> Response:
@@ -230,7 +231,7 @@ class FeaturesAPI:
             # validation of fifteen of them cost more than PostgreSQL takes to answer a page.
             params = request.query_params
             get = params.get
-            answer = _negotiate(request, get("f"), ("json", "csv", "html"))
+            answer = _negotiate(request, get("f"), ("json", "csv", "html", "fgb"))
             page_size = parse_limit(get("limit"))
             output_crs = parse_crs(get("crs"))
             box = parse_bbox(get("bbox"), get("bbox-crs"))
@@ -321,6 +322,7 @@ class FeaturesAPI:
         links = [
             _link(f"{url}?{urlencode(params)}" if params else url, "self", GEOJSON),
             _link(f"{url}?{urlencode({**params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
+            _link(f"{url}?{urlencode({**params, 'f': 'fgb'})}", "alternate", FLATGEOBUF, "This page as FlatGeobuf"),
             _link(collection_url, "collection", JSON, "The layer"),
             _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
             _link(f"{collection_url}/sortables", SORTABLES_REL, SCHEMA_JSON, "Properties that sortby can use"),
@@ -342,6 +344,9 @@ class FeaturesAPI:
             names = parse_properties(properties, layer) or [field.name for field in layer.fields]
             if f == "csv":
                 return Response("".join(csv_rows(page.features, names, output_crs)), media_type=CSV, headers=headers)
+            if f == "fgb":
+                body = flatgeobuf(layer, page.features, names, output_crs)
+                return Response(body, media_type=FLATGEOBUF, headers=headers)
             if f == "html":
                 return HTMLResponse(html.features(layer.title, page.features, names, links), headers=headers)
             encoded = encode_features(page.features, output_crs)

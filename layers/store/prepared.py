@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from layers.errors import InvalidInputError
 from layers.features import FeatureQuery, Op
 from layers.store.backend import SpatialBackend
-from layers.store.statements import NO_END, _columns, _property_names, _sort_names, keyset_ordered
+from layers.store.statements import NO_END, feature_columns, keyset_ordered, property_names, sort_field_names
 from layers.store.tables import LayerTables
 from layers.validation import coerce_value
 
@@ -68,8 +68,8 @@ def prepared_page(
     ):
         return None
     layer = tables.definition
-    names = _property_names(layer, query.properties)
-    sort_names = _sort_names(layer, query.sort)
+    names = property_names(layer, query.properties)
+    sort_names = sort_field_names(layer, query.sort)
     params: dict[str, Any] = {"page_limit": query.limit}
     for i, condition in enumerate(query.where):
         field = layer.field(condition.field)
@@ -157,7 +157,9 @@ def _build(
     if feature is not None:
         stmt = sa.select(table.c.fid, feature.label("feature"), *sort_columns)
     else:
-        stmt = sa.select(*_columns(backend, table, names, FeatureQuery(), valid_to=NO_END, sort_names=sort_names))
+        stmt = sa.select(
+            *feature_columns(backend, table, names, FeatureQuery(), valid_to=NO_END, sort_names=sort_names)
+        )
     stmt = stmt.where(*_where(backend, tables, query, parts))
     after = None
     if after_nulls is not None:

@@ -35,11 +35,11 @@ def feature_select(
     ``_sort1``…, so a page's last row gives the next page's keyset even when
     ``properties`` leaves them out.
     """
-    names = _property_names(tables.definition, query.properties)
-    sort_names = _sort_names(tables.definition, query.sort)
+    names = property_names(tables.definition, query.properties)
+    sort_names = sort_field_names(tables.definition, query.sort)
     if query.as_of is None:
         source = tables.current
-        columns = _columns(backend, source, names, query, valid_to=NO_END, sort_names=sort_names)
+        columns = feature_columns(backend, source, names, query, valid_to=NO_END, sort_names=sort_names)
         stmt = sa.select(*columns).where(*_filters(backend, tables, source, query, extra))
         keys: list[ColumnElement[Any]] = [source.c[n] for n in sort_names]
         fid: ColumnElement[Any] = source.c.fid
@@ -47,11 +47,11 @@ def feature_select(
         current = tables.current
         history = tables.history
         as_of = sa.literal(query.as_of, UTCDateTime())
-        live = sa.select(*_columns(backend, current, names, query, valid_to=NO_END, sort_names=sort_names)).where(
-            current.c._valid_from <= as_of, *_filters(backend, tables, current, query, extra)
-        )
+        live = sa.select(
+            *feature_columns(backend, current, names, query, valid_to=NO_END, sort_names=sort_names)
+        ).where(current.c._valid_from <= as_of, *_filters(backend, tables, current, query, extra))
         past = sa.select(
-            *_columns(backend, history, names, query, valid_to=history.c._valid_to, sort_names=sort_names)
+            *feature_columns(backend, history, names, query, valid_to=history.c._valid_to, sort_names=sort_names)
         ).where(
             history.c._valid_from <= as_of,
             history.c._valid_to > as_of,
@@ -77,8 +77,8 @@ def geojson_select(backend: SpatialBackend, tables: LayerTables, query: FeatureQ
     if query.as_of is not None or query.order_by_distance:
         return None
     table = tables.current
-    names = _property_names(tables.definition, query.properties)
-    sort_names = _sort_names(tables.definition, query.sort)
+    names = property_names(tables.definition, query.properties)
+    sort_names = sort_field_names(tables.definition, query.sort)
     feature = backend.feature_geojson(table, names)
     if feature is None:
         return None
@@ -157,8 +157,8 @@ def history_select(backend: SpatialBackend, tables: LayerTables, fid: int) -> sa
     """Every version of one feature, oldest first: its past rows and, unless deleted, its current one."""
     names = [f.name for f in tables.definition.fields]
     past_table, live_table = tables.history, tables.current
-    past = sa.select(*_columns(backend, past_table, names, FeatureQuery(), valid_to=past_table.c._valid_to))
-    live = sa.select(*_columns(backend, live_table, names, FeatureQuery(), valid_to=NO_END))
+    past = sa.select(*feature_columns(backend, past_table, names, FeatureQuery(), valid_to=past_table.c._valid_to))
+    live = sa.select(*feature_columns(backend, live_table, names, FeatureQuery(), valid_to=NO_END))
     union = sa.union_all(past.where(past_table.c.fid == fid), live.where(live_table.c.fid == fid)).subquery()
     return sa.select(*union.c).order_by(union.c._version)
 
@@ -183,7 +183,7 @@ def count_select(
     return sa.select(sa.func.count()).select_from(inner.subquery())
 
 
-def _property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list[str]:
+def property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list[str]:
     declared = [f.name for f in layer.fields]
     if wanted is None:
         return declared
@@ -197,7 +197,7 @@ def _property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> lis
     return [n for n in declared if n in wanted]
 
 
-def _sort_names(layer: LayerDefinition, sort: Sequence[SortKey]) -> list[str]:
+def sort_field_names(layer: LayerDefinition, sort: Sequence[SortKey]) -> list[str]:
     unknown = [key.field for key in sort if layer.field(key.field) is None]
     if unknown:
         raise InvalidInputError(
@@ -206,7 +206,7 @@ def _sort_names(layer: LayerDefinition, sort: Sequence[SortKey]) -> list[str]:
     return [key.field for key in sort]
 
 
-def _columns(
+def feature_columns(
     backend: SpatialBackend,
     table: sa.Table,
     names: list[str],
@@ -323,4 +323,4 @@ def features_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> l
 
 
 def selected_names(layer: LayerDefinition, query: FeatureQuery) -> list[str]:
-    return _property_names(layer, query.properties)
+    return property_names(layer, query.properties)

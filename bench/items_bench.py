@@ -1,12 +1,18 @@
-"""Items benchmark: Twin vs tipg vs a raw asyncpg floor, on the same PostGIS and 1,000,000 points.
+"""Items benchmark: Twin vs tipg vs pygeoapi vs a raw asyncpg floor, on the same PostGIS and 1,000,000 points.
 
-    .venv/bin/python bench/items_bench.py [--points 1000000] [--seconds 10] [--tipg /path/to/venv/bin/python]
+    .venv/bin/python bench/items_bench.py [--points 1000000] [--seconds 10]
+        [--tipg /tmp/tipgvenv/bin/python] [--pygeoapi /tmp/pygeoapivenv/bin/python]
 
-tipg pins its own dependencies, so it runs from a venv of its own
-(``python3 -m venv /tmp/tipgvenv && /tmp/tipgvenv/bin/pip install tipg uvicorn``);
-without one the tipg rows are left out. Every server runs as one uvicorn
-worker; ``wrk`` (Debian) drives each URL at 8 connections. Before timing, each
-pair of answers is checked to hold the same number of features.
+tipg and pygeoapi pin their own dependencies, so each runs from a venv of its own:
+
+    python3 -m venv /tmp/tipgvenv && /tmp/tipgvenv/bin/pip install tipg uvicorn
+    python3 -m venv /tmp/pygeoapivenv && /tmp/pygeoapivenv/bin/pip install pygeoapi psycopg2-binary \
+        geoalchemy2 starlette uvicorn
+
+Without a venv its rows are left out. pygeoapi serves the same table through its
+PostgreSQL provider (its Starlette app). Every server runs as one uvicorn
+worker; ``wrk`` (Debian) drives each URL at 8 connections. Before timing, every
+server's answer to each query is checked to hold the same number of features.
 Prints a markdown table with requests/s, p50/p95 and ratios.
 """
 
@@ -22,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import sqlalchemy as sa
@@ -82,6 +88,81 @@ def run_wrk(url: str, seconds: int, script: Path) -> tuple[float, float, float]:
     return rps, p50, p95
 
 
+def pygeoapi_env(python: str, url: str, port: int, folder: Path) -> dict[str, str]:
+    """A pygeoapi configuration serving ``l_points`` through its PostgreSQL provider, and its OpenAPI document.
+
+    JSON is YAML, so the configuration is written with ``json``.
+    """
+    db = urlsplit(url)
+    config = {
+        "server": {
+            "bind": {"host": "127.0.0.1", "port": port},
+            "url": f"http://127.0.0.1:{port}",
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "languages": ["en-US"],
+            "limits": {"default_items": 10, "max_items": 10_000},
+            "map": {"url": "http://127.0.0.1/{z}/{x}/{y}.png", "attribution": "none"},
+        },
+        "logging": {"level": "ERROR"},
+        "metadata": {
+            "identification": {
+                "title": "bench",
+                "description": "bench",
+                "keywords": ["bench"],
+                "keywords_type": "theme",
+                "terms_of_service": "none",
+                "url": "http://127.0.0.1",
+            },
+            "license": {"name": "CC-BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"},
+            "provider": {"name": "bench", "url": "http://127.0.0.1"},
+            "contact": {
+                **dict.fromkeys(
+                    ["name", "position", "address", "city", "stateorprovince", "postalcode", "country"], "bench"
+                ),
+                **dict.fromkeys(["phone", "fax", "hours", "instructions"], "none"),
+                "email": "bench@example.org",
+                "url": "http://127.0.0.1",
+                "role": "pointOfContact",
+            },
+        },
+        "resources": {
+            "points": {
+                "type": "collection",
+                "title": "points",
+                "description": "points",
+                "keywords": ["points"],
+                "extents": {"spatial": {"bbox": [109.15, 13.70, 109.30, 13.85]}},
+                "providers": [
+                    {
+                        "type": "feature",
+                        "name": "PostgreSQL",
+                        "data": {
+                            "host": db.hostname,
+                            "port": db.port,
+                            "dbname": db.path.lstrip("/"),
+                            "user": db.username,
+                            "password": db.password or "",
+                            "search_path": ["public"],
+                        },
+                        "id_field": "fid",
+                        "table": "l_points",
+                        "geom_field": "geom",
+                    }
+                ],
+            }
+        },
+    }
+    path = folder / "pygeoapi.yml"
+    path.write_text(json.dumps(config))
+    openapi = folder / "pygeoapi-openapi.yml"
+    env = {**os.environ, "PYGEOAPI_CONFIG": str(path), "PYGEOAPI_OPENAPI": str(openapi)}
+    command = str(Path(python).with_name("pygeoapi"))
+    generate = [command, "openapi", "generate", str(path), "--output-file", str(openapi)]
+    subprocess.run(generate, env=env, check=True, capture_output=True)
+    return env
+
+
 def count_features(url: str) -> int:
     return len(httpx.get(url, timeout=60).json()["features"])
 
@@ -91,6 +172,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--tipg", default="/tmp/tipgvenv/bin/python")
+    parser.add_argument("--pygeoapi", default="/tmp/pygeoapivenv/bin/python")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="twin-items-") as tmp, postgres_server(PG_TUNING) as url:
         gpkg = Path(tmp) / "points.gpkg"
@@ -146,6 +228,18 @@ def main() -> None:
                     "CQL2 filter": f"{tipg}?limit=100&filter={category}",
                     "page 10,000 (limit=100)": f"{tipg}?limit=100&offset={args.points - 100}",
                 }
+            if Path(args.pygeoapi).exists():
+                port = free_port()
+                env = pygeoapi_env(args.pygeoapi, url, port, Path(tmp))
+                processes.append(uvicorn(args.pygeoapi, "pygeoapi.starlette_app:APP", port, env, "/collections"))
+                pygeoapi = f"http://127.0.0.1:{port}/collections/points/items?f=json"
+                servers["pygeoapi 0.21"] = {
+                    "limit=100": f"{pygeoapi}&limit=100",
+                    "limit=1000": f"{pygeoapi}&limit=1000",
+                    "bbox": f"{pygeoapi}&limit=100&bbox={BBOX}",
+                    "CQL2 filter": f"{pygeoapi}&limit=100&filter={category}",
+                    "page 10,000 (limit=100)": f"{pygeoapi}&limit=100&offset={args.points - 100}",
+                }
             for case in servers["Twin"]:
                 counts = {name: count_features(urls[case]) for name, urls in servers.items()}
                 assert len(set(counts.values())) == 1, f"{case}: different answers {counts}"
@@ -161,8 +255,8 @@ def main() -> None:
     print(f"\n### Items over {args.points:,} points, c=8, {args.seconds} s per cell (one run)\n")
     names = list(servers)
     header = " | ".join(f"{n} req/s (p50/p95 ms)" for n in names)
-    print(f"| query | {header} | Twin ÷ floor | Twin ÷ tipg |")
-    print("|---|" + "---:|" * (len(names) + 2))
+    print(f"| query | {header} | Twin ÷ floor | Twin ÷ tipg | Twin ÷ pygeoapi |")
+    print("|---|" + "---:|" * (len(names) + 3))
     for case in servers["Twin"]:
         cells = []
         for name in names:
@@ -170,8 +264,11 @@ def main() -> None:
             cells.append(f"{rps:,.0f} ({p50:.1f}/{p95:.1f})")
         twin = results[("Twin", case)][0]
         floor_ratio = twin / results[("floor (asyncpg)", case)][0]
-        tipg_ratio = f"{twin / results[('tipg 1.6', case)][0]:.2f}×" if ("tipg 1.6", case) in results else "–"
-        print(f"| {case} | {' | '.join(cells)} | {floor_ratio:.2f}× | {tipg_ratio} |")
+        peers = [
+            f"{twin / results[(peer, case)][0]:.2f}×" if (peer, case) in results else "–"
+            for peer in ("tipg 1.6", "pygeoapi 0.21")
+        ]
+        print(f"| {case} | {' | '.join(cells)} | {floor_ratio:.2f}× | {' | '.join(peers)} |")
     print(json.dumps({f"{k[0]} {k[1]}": v for k, v in results.items()}), file=sys.stderr)
 
 

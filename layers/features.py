@@ -16,6 +16,7 @@ from typing import Any
 from shapely.geometry.base import BaseGeometry
 
 from layers.errors import InvalidInputError
+from layers.model import LayerDefinition
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,18 @@ class TimeRange:
 
 
 @dataclass(frozen=True, slots=True)
+class SortKey:
+    """One key of a feature order: a declared field, ascending unless ``descending``.
+
+    NULL ranks above every value on both backends: last when ascending, first
+    when descending. The feature id always breaks ties, ascending.
+    """
+
+    field: str
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class FeatureQuery:
     """What to read from one layer. Every part is optional and they combine with AND."""
 
@@ -124,8 +137,12 @@ class FeatureQuery:
     as_of: datetime | None = None
     properties: Sequence[str] | None = None
     limit: int | None = None
+    #: Keyset paging: rows after the one with this id (and, with ``sort``, these sort-key values).
     after_id: int | None = None
     order_by_distance: bool = False
+    sort: Sequence[SortKey] = ()
+    #: The values of the ``sort`` keys of the row ``after_id`` names (None values are NULLs).
+    after_values: Sequence[Any] | None = None
     #: A CQL2 filter in its standard JSON form (``{"op": ..., "args": [...]}``).
     filter: Mapping[str, Any] | None = None
 
@@ -134,3 +151,24 @@ class FeatureQuery:
             raise InvalidInputError("limit must not be negative")
         if self.order_by_distance and self.near is None:
             raise InvalidInputError("ordering by distance needs a point to measure from")
+        if self.sort and self.order_by_distance:
+            raise InvalidInputError("a query is ordered either by distance or by its sort keys")
+        if self.after_values is not None and (self.after_id is None or len(self.after_values) != len(self.sort)):
+            raise InvalidInputError("a keyset cursor needs an id and one value per sort key")
+
+
+@dataclass(frozen=True, slots=True)
+class FeaturePage:
+    """One page of a keyset-paged answer, read in one transaction with the layer's definition.
+
+    Exactly one of ``features`` (decoded) and ``encoded`` (GeoJSON Feature text
+    made by the database) is set. ``next_after`` is the keyset of the page's
+    last row — its sort-key values, then its id — when more rows follow.
+    """
+
+    layer: LayerDefinition
+    ids: list[int]
+    features: list[Feature] | None
+    encoded: list[str] | None
+    next_after: tuple[Any, ...] | None
+    matched: int | None

@@ -56,6 +56,11 @@ def _transformer(source: str, target: str) -> Transformer:
     return Transformer.from_crs(_crs(source), _crs(target))  # each CRS's own axis order
 
 
+def northing_first(uri: str) -> bool:
+    """True for a CRS whose first axis points north (EPSG:4326, EPSG:4756): latitude first."""
+    return _crs(uri).axis_info[0].direction.lower() == "north"
+
+
 def geometry_transform(target: str) -> Callable[[np.ndarray], np.ndarray] | None:
     """A function for ``shapely.transform`` from stored CRS84 to ``target``; None when nothing changes."""
     if target == CRS84:
@@ -82,3 +87,29 @@ def bbox_to_crs84(bbox: tuple[float, float, float, float], source: str) -> tuple
         return bbox
     west, south, east, north = _transformer(source, CRS84).transform_bounds(*bbox, densify_pts=21)
     return west, south, east, north
+
+
+def geometry_to_crs84(geometry: shapely.Geometry, source: str) -> shapely.Geometry:
+    """A geometry given in ``source`` (its axis order) in CRS84; refused when it falls outside the CRS."""
+    if source == CRS84:
+        return geometry
+    transformer = _transformer(source, CRS84)
+
+    def transform(coords: np.ndarray) -> np.ndarray:
+        first, second = transformer.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([first, second])
+
+    result = shapely.transform(geometry, transform)
+    if not np.isfinite(shapely.get_coordinates(result)).all():
+        raise InvalidInputError(f"a geometry lies outside the area where {source} is defined")
+    return result
+
+
+def box_to_crs84(bbox: tuple[float, float, float, float], source: str) -> shapely.Geometry:
+    """A box drawn in ``source`` as the polygon it is in CRS84 (its edges densified, as they bend)."""
+    rectangle = shapely.box(*bbox)
+    if source == CRS84:
+        return rectangle
+    xmin, ymin, xmax, ymax = bbox
+    step = max(xmax - xmin, ymax - ymin) / 32 or 1.0
+    return geometry_to_crs84(shapely.segmentize(rectangle, step), source)

@@ -17,12 +17,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from layers.errors import InvalidInputError, NotFoundError
-from layers.features import Condition, FeatureQuery, Op
+from layers.features import Condition, FeaturePage, FeatureQuery, Op, SortKey
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from ogc import html
 from ogc.crs import CONFORMANCE as CRS_CONFORMANCE
 from ogc.crs import CRS84, SUPPORTED, parse_crs
+from ogc.flatgeobuf import FLATGEOBUF, flatgeobuf
 from ogc.geojson import (
     CSV,
     GEOJSON,
@@ -35,7 +36,9 @@ from ogc.geojson import (
     property_schemas,
 )
 from ogc.html import HTML
+from ogc.openapi import ITEMS_QUERY_PARAMETERS
 from ogc.params import (
+    encode_cursor,
     parse_bbox,
     parse_cursor,
     parse_datetime,
@@ -43,6 +46,7 @@ from ogc.params import (
     parse_filter,
     parse_limit,
     parse_properties,
+    parse_sortby,
 )
 
 CONFORMANCE = [
@@ -60,6 +64,9 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
+    # sortby (+/- prefixes) and /sortables, as OGC API – Records defines them (Features Part 8 is a draft).
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
 ]
 JSON = "application/json"
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
@@ -68,8 +75,22 @@ COUNT_CAP = 2_000
 OPENAPI_30 = "application/vnd.oai.openapi+json;version=3.0"
 #: Every query parameter /items understands; anything else is a 400, as OGC API – Features requires.
 ITEMS_PARAMETERS = frozenset(
-    {"limit", "bbox", "datetime", "properties", "cursor", "crs", "bbox-crs", "filter", "filter-lang", "filter-crs", "f"}
+    {
+        "limit",
+        "bbox",
+        "datetime",
+        "properties",
+        "sortby",
+        "cursor",
+        "crs",
+        "bbox-crs",
+        "filter",
+        "filter-lang",
+        "filter-crs",
+        "f",
+    }
 )
+SORTABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/sortables"
 
 
 class SchemaResponse(JSONResponse):
@@ -188,58 +209,67 @@ class FeaturesAPI:
             return SchemaResponse(document)
 
         @self.router.get(
+            "/collections/{collection_id}/sortables",
+            summary="Properties that sortby can use",
+            response_class=SchemaResponse,
+            responses={200: {"content": {SCHEMA_JSON: {"schema": {"type": "object"}}}}},
+        )
+        def sortables(request: Request, collection_id: str, store: store_dep) -> JSONResponse:
+            layer = store.get_layer(collection_id)
+            document = self._schema(str(request.base_url).rstrip("/"), layer, "sortables")
+            return SchemaResponse(document)
+
+        @self.router.get(
             "/collections/{collection_id}/items",
             summary="Features of a layer, a page at a time",
             response_class=Response,
-            responses={200: {"content": {GEOJSON: {}, CSV: {}, HTML: {}}}},
+            responses={200: {"content": {GEOJSON: {}, CSV: {}, FLATGEOBUF: {}, HTML: {}}}},
+            openapi_extra={"parameters": ITEMS_QUERY_PARAMETERS},
         )
-        def items(
-            request: Request,
-            collection_id: str,
-            store: store_dep,
-            limit: Annotated[int | None, Query(description="Features per page (1–10,000; default 10).")] = None,
-            bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in CRS84.")] = None,
-            datetime_: Annotated[
-                str | None, Query(alias="datetime", description="An instant or an interval start/end ('..' open).")
-            ] = None,
-            properties: Annotated[str | None, Query(description="Comma-separated properties to return.")] = None,
-            cursor: Annotated[str | None, Query(description="Where the page starts; from a next link.")] = None,
-            crs: Annotated[str | None, Query(description="CRS of the answer's coordinates (a URI).")] = None,
-            bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description="CRS of bbox (a URI).")] = None,
-            filter_: Annotated[str | None, Query(alias="filter", description="A CQL2 filter.")] = None,
-            filter_lang: Annotated[
-                str | None, Query(alias="filter-lang", description="cql2-text (the default) or cql2-json.")
-            ] = None,
-            filter_crs: Annotated[str | None, Query(alias="filter-crs", description="CRS84 only.")] = None,
-            f: Annotated[str | None, Query(description="Output format: json (GeoJSON), csv or html.")] = None,
-        ) -> Response:
-            answer = _negotiate(request, f, ("json", "csv", "html"))
-            layer = store.get_layer(collection_id)
-            queryable = {f.name for f in layer.fields}
-            unknown = sorted(set(request.query_params) - ITEMS_PARAMETERS - queryable)
-            if unknown:
-                raise InvalidInputError(
-                    f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                    f"items take {', '.join(sorted(ITEMS_PARAMETERS))} and the queryables of '{layer.id}'"
+        def items(request: Request, collection_id: str, store: store_dep) -> Response:
+            # Parameters are read from the query string here, not declared one by one: FastAPI's
+            # validation of fifteen of them cost more than PostgreSQL takes to answer a page.
+            params = request.query_params
+            get = params.get
+            answer = _negotiate(request, get("f"), ("json", "csv", "html", "fgb"))
+            page_size = parse_limit(get("limit"))
+            output_crs = parse_crs(get("crs"))
+            box = parse_bbox(get("bbox"), get("bbox-crs"))
+            cql2_tree = parse_filter(get("filter"), get("filter-lang"), get("filter-crs"))
+            sortby, cursor, datetime_, properties = get("sortby"), get("cursor"), get("datetime"), get("properties")
+
+            def query_for(layer: LayerDefinition) -> FeatureQuery:
+                """Checked against the definition read in the page's own transaction."""
+                queryable = {f.name for f in layer.fields}
+                unknown = sorted(set(params) - ITEMS_PARAMETERS - queryable)
+                if unknown:
+                    raise InvalidInputError(
+                        f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                        f"items take {', '.join(sorted(ITEMS_PARAMETERS))} and the queryables of '{layer.id}'"
+                    )
+                # Part 3 "queryables as query parameters": ?road=Ngô Mây means road = 'Ngô Mây'.
+                equalities = [Condition(name, Op.EQ, params[name]) for name in sorted(queryable) if name in params]
+                sort = parse_sortby(sortby, layer)
+                after_id, after_values = parse_cursor(cursor, sort, layer)
+                return FeatureQuery(
+                    bbox=box,
+                    time=parse_datetime(datetime_, layer),
+                    properties=parse_properties(properties, layer),
+                    sort=sort,
+                    after_id=after_id,
+                    after_values=after_values,
+                    filter=cql2_tree,
+                    where=equalities,
+                    limit=page_size,
                 )
-            # Part 3 "queryables as query parameters": ?road=Ngô Mây means road = 'Ngô Mây'.
-            equalities = [
-                Condition(name, Op.EQ, request.query_params[name])
-                for name in sorted(queryable)
-                if name in request.query_params
-            ]
-            page_size = parse_limit(limit)
-            output_crs = parse_crs(crs)
-            query = FeatureQuery(
-                bbox=parse_bbox(bbox, bbox_crs),
-                time=parse_datetime(datetime_, layer),
-                properties=parse_properties(properties, layer),
-                after_id=parse_cursor(cursor),
-                filter=parse_filter(filter_, filter_lang, filter_crs),
-                where=equalities,
-                limit=page_size + 1,
+
+            page = store.page(
+                collection_id,
+                query_for,
+                geojson=answer == "json" and output_crs == CRS84,
+                count_cap=None if cursor is not None else COUNT_CAP,
             )
-            return self._page(request, store, layer, query, page_size, output_crs, answer)
+            return self._page(request, page, parse_sortby(sortby, page.layer), output_crs, properties, answer)
 
         @self.router.get(
             "/collections/{collection_id}/items/{feature_id}",
@@ -278,59 +308,50 @@ class FeaturesAPI:
     def _page(
         self,
         request: Request,
-        store: LayerStore,
-        layer: LayerDefinition,
-        query: FeatureQuery,
-        page_size: int,
+        page: FeaturePage,
+        sort: list[SortKey],
         output_crs: str,
-        f: str | None,
+        properties: str | None,
+        f: str,
     ) -> Response:
         """One page of items with its links, as GeoJSON, CSV or HTML."""
-        collection_id = layer.id
-        # The database writes the GeoJSON where it can (PostGIS); otherwise Python encodes features.
-        encoded: list[str] | None = None
-        fast = store.query_geojson(collection_id, query) if f == "json" and output_crs == CRS84 else None
-        if fast is not None:
-            ids, encoded = [fid for fid, _ in fast], [text for _, text in fast]
-            features = None
-        else:
-            features = store.query(collection_id, query)
-            ids = [feature.id for feature in features]
-        more = len(ids) > page_size
-        ids = ids[:page_size]
-        url = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}/items"
+        layer = page.layer
+        url = f"{str(request.base_url).rstrip('/')}/collections/{layer.id}/items"
         collection_url = url.removesuffix("/items")
+        params = request.query_params
         links = [
-            _link(f"{url}?{urlencode(request.query_params)}" if request.query_params else url, "self", GEOJSON),
-            _link(f"{url}?{urlencode({**request.query_params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
+            _link(f"{url}?{urlencode(params)}" if params else url, "self", GEOJSON),
+            _link(f"{url}?{urlencode({**params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
+            _link(f"{url}?{urlencode({**params, 'f': 'fgb'})}", "alternate", FLATGEOBUF, "This page as FlatGeobuf"),
             _link(collection_url, "collection", JSON, "The layer"),
             _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
+            _link(f"{collection_url}/sortables", SORTABLES_REL, SCHEMA_JSON, "Properties that sortby can use"),
         ]
-        if more:
-            params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-            params["cursor"] = str(ids[-1])
-            links.append(_link(f"{url}?{urlencode(params)}", "next", GEOJSON, "Next page"))
+        if page.next_after is not None:
+            following = {k: v for k, v in params.items() if k != "cursor"}
+            following["cursor"] = encode_cursor(sort, page.next_after)
+            links.append(_link(f"{url}?{urlencode(following)}", "next", GEOJSON, "Next page"))
         members: dict[str, Any] = {
             "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "numberReturned": len(ids),
+            "numberReturned": len(page.ids),
             "links": links,
         }
-        if query.after_id is None:
-            # Exact when cheap: first pages only, and only when the database can stop counting early.
-            matched = len(ids) if not more else store.count_up_to(collection_id, query, COUNT_CAP)
-            if matched is not None:
-                members["numberMatched"] = matched
+        if page.matched is not None:
+            members["numberMatched"] = page.matched
         headers = {"Content-Crs": f"<{output_crs}>", "Link": _link_header(links)}
-        if features is not None:
-            page = features[:page_size]
-            names = query.properties or [field.name for field in layer.fields]
+        encoded = page.encoded
+        if page.features is not None:
+            names = parse_properties(properties, layer) or [field.name for field in layer.fields]
             if f == "csv":
-                return Response("".join(csv_rows(page, names, output_crs)), media_type=CSV, headers=headers)
+                return Response("".join(csv_rows(page.features, names, output_crs)), media_type=CSV, headers=headers)
+            if f == "fgb":
+                body = flatgeobuf(layer, page.features, names, output_crs)
+                return Response(body, media_type=FLATGEOBUF, headers=headers)
             if f == "html":
-                return HTMLResponse(html.features(layer.title, page, names, links), headers=headers)
-            encoded = encode_features(page, output_crs)
+                return HTMLResponse(html.features(layer.title, page.features, names, links), headers=headers)
+            encoded = encode_features(page.features, output_crs)
         assert encoded is not None
-        return Response(feature_collection(encoded[:page_size], members), media_type=GEOJSON, headers=headers)
+        return Response(feature_collection(encoded, members), media_type=GEOJSON, headers=headers)
 
     def _collection(self, base: str, store: LayerStore, layer: LayerDefinition) -> dict[str, Any]:
         url = f"{base}/collections/{layer.id}"
@@ -345,12 +366,8 @@ class FeaturesAPI:
                 _link(url, "self", JSON),
                 _link(f"{url}/items", "items", GEOJSON, "The features"),
                 _link(f"{url}/schema", "describedby", SCHEMA_JSON, "The schema of the features"),
-                _link(
-                    f"{url}/queryables",
-                    QUERYABLES_REL,
-                    SCHEMA_JSON,
-                    "Properties that filters can use",
-                ),
+                _link(f"{url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
+                _link(f"{url}/sortables", SORTABLES_REL, SCHEMA_JSON, "Properties that sortby can use"),
             ],
             "twin:kind": layer.kind.value,
         }
@@ -363,14 +380,16 @@ class FeaturesAPI:
         return document
 
     def _schema(self, base: str, layer: LayerDefinition, kind: str) -> dict[str, Any]:
-        properties: dict[str, Any] = {"geometry": geometry_schema(layer), **property_schemas(layer)}
+        properties: dict[str, Any] = property_schemas(layer)
+        if kind != "sortables":  # a geometry has no order
+            properties = {"geometry": geometry_schema(layer), **properties}
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"{base}/collections/{layer.id}/{kind}",
             "type": "object",
             "title": layer.title,
             "properties": properties,
-            "additionalProperties": kind != "queryables",
+            "additionalProperties": kind == "schema",
         }
 
 

@@ -36,6 +36,16 @@ STANDARD_PARAMETERS: dict[str, dict[str, Any]] = {
         "style": "form",
         "explode": False,
     },
+    "sortby": {
+        "name": "sortby",
+        "in": "query",
+        "required": False,
+        "description": "Sortables, comma-separated, each ascending or '-' first for descending; NULLs sort last "
+        "ascending and first descending; the feature id breaks ties",
+        "schema": {"type": "array", "items": {"type": "string", "pattern": "^[+-]?[^,]+$"}},
+        "style": "form",
+        "explode": False,
+    },
     "datetime": {
         "name": "datetime",
         "in": "query",
@@ -46,6 +56,40 @@ STANDARD_PARAMETERS: dict[str, dict[str, Any]] = {
         "explode": False,
     },
 }
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+#: The query parameters of /items. The handler reads them from the query string itself (FastAPI's
+#: per-parameter validation cost more than the database's answer), so they are declared here.
+ITEMS_QUERY_PARAMETERS: list[dict[str, Any]] = [
+    STANDARD_PARAMETERS["limit"],
+    STANDARD_PARAMETERS["bbox"],
+    STANDARD_PARAMETERS["datetime"],
+    _query("properties", "Comma-separated properties to return."),
+    STANDARD_PARAMETERS["sortby"],
+    _query("cursor", "Where the page starts; from a next link."),
+    _query("crs", "CRS of the answer's coordinates (a URI)."),
+    _query("bbox-crs", "CRS of bbox (a URI)."),
+    _query("filter", "A CQL2 filter."),
+    _query(
+        "filter-lang", "cql2-text (the default) or cql2-json.", {"type": "string", "enum": ["cql2-text", "cql2-json"]}
+    ),
+    _query("filter-crs", "CRS of the filter's geometries (a URI)."),
+    _query(
+        "f",
+        "Output format: json (GeoJSON), csv or html.",
+        {"type": "string", "enum": ["json", "geojson", "csv", "html"]},
+    ),
+]
 
 
 def with_collections(document: dict[str, Any], layers: list[LayerDefinition]) -> dict[str, Any]:
@@ -64,7 +108,11 @@ def with_collections(document: dict[str, Any], layers: list[LayerDefinition]) ->
         operation["operationId"] = f"get_{layer.id}_items"
         queryables = ", ".join(f.name for f in layer.fields) or "none"
         operation["description"] = f"{layer.description or layer.title}\n\nQueryable properties: {queryables}."
-        operation["parameters"] = [p for p in operation.get("parameters", []) if p.get("name") != "collection_id"]
+        operation["parameters"] = [
+            _sortby(layer) if p.get("name") == "sortby" else p
+            for p in operation.get("parameters", [])
+            if p.get("name") != "collection_id"
+        ]
         operation["responses"]["200"] = {
             "description": "A page of features",
             "content": {
@@ -81,6 +129,14 @@ def with_collections(document: dict[str, Any], layers: list[LayerDefinition]) ->
         }
         result["paths"][f"/collections/{layer.id}/items"] = {"get": operation}
     return result
+
+
+def _sortby(layer: LayerDefinition) -> dict[str, Any]:
+    """The generic sortby parameter with this layer's sortables spelled out."""
+    parameter = copy.deepcopy(STANDARD_PARAMETERS["sortby"])
+    names = [f.name for f in layer.fields]
+    parameter["schema"]["items"] = {"type": "string", "enum": [*names, *(f"-{n}" for n in names)]}
+    return parameter
 
 
 def _feature_schema(layer: LayerDefinition) -> dict[str, Any]:

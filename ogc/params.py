@@ -6,16 +6,22 @@ turns into a 400 problem document.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import cql2
+import shapely
+from shapely.geometry import mapping, shape
 
 from layers.errors import InvalidInputError
-from layers.features import BBox, TimeRange
+from layers.features import BBox, SortKey, TimeRange
 from layers.model import LayerDefinition
-from ogc.crs import CRS84, bbox_to_crs84, parse_crs
+from layers.validation import coerce_value
+from ogc.crs import CRS84, bbox_to_crs84, box_to_crs84, geometry_to_crs84, parse_crs
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 10_000
@@ -66,9 +72,13 @@ def _instant(text: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def parse_limit(value: int | None) -> int:
-    if value is None:
+def parse_limit(text: str | int | None) -> int:
+    if text is None:
         return DEFAULT_LIMIT
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInputError(f"limit: {text!r} is not an integer") from None
     if value < 1:
         raise InvalidInputError("limit: must be at least 1")
     return min(value, MAX_LIMIT)
@@ -87,17 +97,72 @@ def parse_properties(text: str | None, layer: LayerDefinition) -> list[str] | No
     return names
 
 
-def parse_cursor(text: str | None) -> int | None:
-    """The keyset cursor of a ``next`` link: the id after which the page starts."""
+def parse_sortby(text: str | None, layer: LayerDefinition) -> list[SortKey]:
+    """``sortby=name,-height_m``: declared fields, each ascending unless prefixed by ``-`` (``+`` is optional).
+
+    A ``+`` arrives as a space when a client does not escape it; both mean ascending.
+    """
     if text is None:
-        return None
+        return []
+    keys: list[SortKey] = []
+    for item in text.split(","):
+        token = item.strip()
+        descending = token.startswith("-")
+        name = token[1:].strip() if token[:1] in ("+", "-") else token
+        if not name:
+            raise InvalidInputError(f"sortby: expected property names separated by commas, got {text!r}")
+        if layer.field(name) is None:
+            sortables = ", ".join(f.name for f in layer.fields) or "none"
+            raise InvalidInputError(
+                f"sortby: collection '{layer.id}' has no property '{name}' to sort on (sortables: {sortables})"
+            )
+        if any(key.field == name for key in keys):
+            raise InvalidInputError(f"sortby: '{name}' is named twice")
+        keys.append(SortKey(name, descending))
+    return keys
+
+
+def sortby_text(sort: list[SortKey]) -> str:
+    return ",".join(f"{'-' if key.descending else ''}{key.field}" for key in sort)
+
+
+def encode_cursor(sort: list[SortKey], keyset: tuple[Any, ...]) -> str:
+    """The ``cursor`` of a ``next`` link: the fid alone, or (sorted) the sort order and the last row's keyset.
+
+    The sorted form is opaque (URL-safe base64 of JSON) and names its sort
+    order, so a cursor cannot silently be reused with another ``sortby``.
+    """
+    if not sort:
+        return str(keyset[-1])
+    values = [v.isoformat() if isinstance(v, date | datetime) else v for v in keyset]
+    payload = json.dumps({"sortby": sortby_text(sort), "after": values}, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def parse_cursor(
+    text: str | None, sort: list[SortKey] | None = None, layer: LayerDefinition | None = None
+) -> tuple[int | None, list[Any] | None]:
+    """The keyset a ``next`` link starts after: (fid, sort-key values or None)."""
+    if text is None:
+        return None, None
+    if not sort:
+        if not _FID.match(text):
+            raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link")
+        return int(text), None
+    assert layer is not None
     try:
-        value = int(text)
-    except ValueError:
-        raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link") from None
-    if value < 0:
-        raise InvalidInputError(f"cursor: {text!r} is not a cursor from a next link")
-    return value
+        payload = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        after, order = payload["after"], payload["sortby"]
+        fid = after[-1]
+    except (ValueError, TypeError, KeyError, IndexError, binascii.Error):
+        raise InvalidInputError(f"cursor: {text[:40]!r} is not a cursor from a next link with a sortby") from None
+    if order != sortby_text(sort) or len(after) != len(sort) + 1 or type(fid) is not int or fid < 0:
+        raise InvalidInputError("cursor: this cursor belongs to another sortby; start again from the first page")
+    values = [coerce_value(layer.field(key.field), v) for key, v in zip(sort, after, strict=False)]  # type: ignore[arg-type]
+    return fid, values
+
+
+_FID = re.compile(r"^[0-9]{1,18}$")
 
 
 FILTER_LANGUAGES = ("cql2-text", "cql2-json")
@@ -107,8 +172,7 @@ def parse_filter(text: str | None, language: str | None, filter_crs: str | None)
     """A CQL2 filter (text or JSON) as its JSON tree, parsed by the ``cql2`` library."""
     if text is None:
         return None
-    if parse_crs(filter_crs, "filter-crs") != CRS84:
-        raise InvalidInputError("filter-crs: filters take coordinates in CRS84 only, for now")
+    crs = parse_crs(filter_crs, "filter-crs")
     language = language or "cql2-text"
     if language not in FILTER_LANGUAGES:
         raise InvalidInputError(f"filter-lang: {language!r} is not one of {', '.join(FILTER_LANGUAGES)}")
@@ -118,7 +182,30 @@ def parse_filter(text: str | None, language: str | None, filter_crs: str | None)
         first = str(exc).strip().splitlines()
         raise InvalidInputError(f"filter: not valid {language}: {' '.join(line.strip() for line in first)}") from None
     tree: dict[str, Any] = expression.to_json()
-    return tree
+    return tree if crs == CRS84 else _geometries_to_crs84(tree, crs)
+
+
+def _geometries_to_crs84(node: Any, crs: str) -> Any:
+    """The filter with every geometry literal (and BBOX) given in ``crs`` redrawn in CRS84, the store's CRS."""
+    if isinstance(node, list):
+        return [_geometries_to_crs84(item, crs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    try:
+        if set(node) == {"bbox"}:
+            numbers = [float(v) for v in node["bbox"]]
+            if len(numbers) == 6:
+                numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
+            if len(numbers) != 4:
+                raise ValueError("a BBOX has 4 or 6 numbers")
+            return mapping(box_to_crs84((numbers[0], numbers[1], numbers[2], numbers[3]), crs))
+        if "type" in node and ("coordinates" in node or "geometries" in node):
+            return mapping(geometry_to_crs84(shape(node), crs))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"filter: {exc.detail} (filter-crs)") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, shapely.errors.ShapelyError) as exc:
+        raise InvalidInputError(f"filter: {str(node)[:80]} is not a geometry ({exc})") from None
+    return {key: _geometries_to_crs84(value, crs) for key, value in node.items()}
 
 
 _FEATURE_ID = re.compile(r"^[0-9]{1,18}$")

@@ -90,6 +90,8 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
         f"{spec}cql2/1.0/conf/advanced-comparison-operators",
         f"{spec}cql2/1.0/conf/basic-spatial-functions",
         f"{spec}cql2/1.0/conf/spatial-functions",
+        f"{spec}cql2/1.0/conf/temporal-functions",
+        f"{spec}ogcapi-records-1/1.0/conf/sorting",
         f"{spec}ogcapi-features-4/1.0/conf/create-replace-delete",
         f"{spec}ogcapi-features-4/1.0/conf/update",
         *TILES_CONFORMANCE,
@@ -157,7 +159,7 @@ def test_single_feature(client: TestClient) -> None:
         ("/collections/lights/items?bbox=200,0,210,10", 400, "bbox: bbox longitudes"),
         ("/collections/lights/items?datetime=yesterday", 400, "datetime: 'yesterday' is not an RFC 3339"),
         ("/collections/lights/items?limit=0", 400, "limit: must be at least 1"),
-        ("/collections/lights/items?limit=many", 400, "query.limit"),
+        ("/collections/lights/items?limit=many", 400, "limit: 'many' is not an integer"),
         ("/collections/lights/items?properties=colour", 400, "no property 'colour'"),
         ("/collections/lights/items?cursor=x", 400, "cursor"),
         ("/collections/lights/items?f=xml", 400, "unsupported format"),
@@ -388,7 +390,7 @@ def test_cql2_json_filter_and_paging_keep_the_filter(client: TestClient) -> None
         ({"filter": "power_w = 1; DROP TABLE l_lights"}, "filter: not valid cql2-text"),
         ({"filter": "road = 'x'", "filter-lang": "sql"}, "filter-lang"),
         ({"filter": "{not json", "filter-lang": "cql2-json"}, "not valid cql2-json"),
-        ({"filter": "T_INTERSECTS(installed_at, INTERVAL('2026-01-01', '2026-02-01'))"}, "is not supported"),
+        ({"filter": "A_CONTAINS(road, ('Xuân Diệu'))"}, "is not supported"),
     ],
 )
 def test_bad_filters_are_refused_by_name(client: TestClient, params: dict[str, str], detail: str) -> None:

@@ -3,22 +3,29 @@
 The tree comes from a parser (the ``cql2`` library in the OGC layer); here
 every property is checked against the layer's declared fields and every
 literal becomes a typed bound parameter, so nothing in a filter reaches SQL
-as text. Geometry literals are bound as WKB.
+as text. Geometry literals are bound as WKB. Temporal functions are built by
+``layers.store.temporal``; S_DWITHIN reuses the store's ellipsoidal distance
+search (``SpatialBackend.within_distance``), so it measures metres exactly as
+"what is within 500 m" does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import shapely
 import sqlalchemy as sa
-from shapely.geometry import box, shape
+from shapely.geometry import Point, box, shape
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.errors import InvalidInputError
+from layers.features import Near
 from layers.model import FieldDefinition, FieldType, LayerDefinition
 from layers.store.backend import SpatialBackend
+from layers.store.temporal import DEFINITIONS, Endpoint, Interval, open_end, parse_instant, temporal_predicate
+from layers.store.temporal import Column as TemporalColumn
 from layers.validation import coerce_value
 
 _COMPARISONS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
@@ -40,6 +47,7 @@ _SPATIAL = {
     "s_equals": "ST_Equals",
 }
 _GEOMETRY_PROPERTIES = {"geometry", "geom"}
+_METRES = {"meters", "metres", "meter", "metre", "m"}
 
 
 class FilterCompiler:
@@ -80,6 +88,12 @@ class FilterCompiler:
             return self._column(self._field(_one(args, op))).is_(None)
         if op in _SPATIAL:
             return self._spatial(op, args)
+        if op in DEFINITIONS:
+            if len(args) != 2:
+                raise InvalidInputError(f"filter: {op.upper()} needs two operands")
+            return temporal_predicate(op, self._interval(args[0], op), self._interval(args[1], op))
+        if op == "s_dwithin":
+            return self._dwithin(args)
         raise InvalidInputError(f"filter: the operator {node['op']!r} is not supported")
 
     def _comparison(self, op: str, args: list[Any]) -> ColumnElement[bool]:
@@ -104,6 +118,59 @@ class FilterCompiler:
         literal = shapely.to_wkb(_geometry(right), output_dimension=2)
         other = self.backend.geom_from_wkb(sa.bindparam(None, literal, type_=sa.LargeBinary))
         return getattr(sa.func, _SPATIAL[op])(self.table.c.geom, other, type_=sa.Boolean) == sa.true()
+
+    def _dwithin(self, args: list[Any]) -> ColumnElement[bool]:
+        """S_DWITHIN(geometry, point, metres[, units]): on the ellipsoid, by the store's own distance search."""
+        if len(args) not in (3, 4):
+            raise InvalidInputError("filter: S_DWITHIN needs the geometry property, a point and a distance")
+        left, right, distance = args[:3]
+        if _is_geometry_property(right) and not _is_geometry_property(left):
+            left, right = right, left
+        if not _is_geometry_property(left):
+            raise InvalidInputError("filter: S_DWITHIN measures from the feature's geometry to a point literal")
+        if len(args) == 4:
+            units = args[3]["property"] if _is_property(args[3]) else args[3]
+            if str(units).lower() not in _METRES:
+                raise InvalidInputError(f"filter: S_DWITHIN takes distances in metres, not {_show(units)}")
+        if isinstance(distance, bool) or not isinstance(distance, int | float):
+            raise InvalidInputError(f"filter: S_DWITHIN needs a distance in metres, got {_show(distance)}")
+        geometry = _geometry(right)
+        points = shapely.get_parts(geometry)
+        if not all(isinstance(p, Point) for p in points) or len(points) == 0:
+            raise InvalidInputError("filter: S_DWITHIN measures from a point or a multipoint only")
+        try:
+            near = [Near(p.x, p.y, float(distance)) for p in points]
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"filter: S_DWITHIN: {exc.detail}") from None
+        clauses = [self.backend.within_distance(self.table, n) for n in near]
+        return clauses[0] if len(clauses) == 1 else sa.or_(*clauses)
+
+    def _interval(self, node: Any, op: str) -> Interval:
+        """A temporal operand as (start, end): an INTERVAL, or an instant that starts and ends at once."""
+        if isinstance(node, dict) and set(node) == {"interval"}:
+            ends = node["interval"]
+            if not isinstance(ends, list) or len(ends) != 2:
+                raise InvalidInputError(f"filter: an INTERVAL has a start and an end, got {_show(node)}")
+            start, end = self._endpoint(ends[0], op, -1), self._endpoint(ends[1], op, 1)
+            if isinstance(start, datetime) and isinstance(end, datetime) and start > end:
+                raise InvalidInputError(f"filter: {_show(node)} ends before it starts")
+            return start, end
+        instant = self._endpoint(node, op, None)
+        return instant, instant
+
+    def _endpoint(self, node: Any, op: str, unbounded: int | None) -> Endpoint:
+        if _is_property(node):
+            field = self._field(node)
+            if field.type not in (FieldType.DATE, FieldType.DATETIME):
+                raise InvalidInputError(
+                    f"filter: {op.upper()} compares dates and times; '{field.name}' is {field.type.value}"
+                )
+            return TemporalColumn(field, self._column(field))
+        if open_end(node):
+            if unbounded is None:
+                raise InvalidInputError(f"filter: '..' is only an open end of an INTERVAL, in {op.upper()}")
+            return unbounded
+        return parse_instant(node)
 
     def _field_and_value(self, args: list[Any], op: str, raw: bool = False) -> tuple[FieldDefinition, Any]:
         if len(args) != 2:

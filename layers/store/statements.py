@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.errors import InvalidInputError
-from layers.features import Condition, Feature, FeatureQuery, Op
+from layers.features import Condition, Feature, FeatureQuery, Op, SortKey
 from layers.model import FieldType, LayerDefinition
 from layers.store.backend import SpatialBackend
 from layers.store.filters import FilterCompiler
@@ -29,62 +29,136 @@ TableClause = Callable[[sa.Table], ColumnElement[bool]]
 def feature_select(
     backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, extra: Sequence[TableClause] = ()
 ) -> sa.Select[Any]:
-    """One statement answering ``query``; as-of queries read current and history tables."""
-    names = _property_names(tables.definition, query.properties)
+    """One statement answering ``query``; as-of queries read current and history tables.
+
+    With sort keys, their values follow the selected columns as ``_sort0``,
+    ``_sort1``…, so a page's last row gives the next page's keyset even when
+    ``properties`` leaves them out.
+    """
+    names = property_names(tables.definition, query.properties)
+    sort_names = sort_field_names(tables.definition, query.sort)
     if query.as_of is None:
         source = tables.current
-        columns = _columns(backend, source, names, query, valid_to=NO_END)
+        columns = feature_columns(backend, source, names, query, valid_to=NO_END, sort_names=sort_names)
         stmt = sa.select(*columns).where(*_filters(backend, tables, source, query, extra))
+        keys: list[ColumnElement[Any]] = [source.c[n] for n in sort_names]
+        fid: ColumnElement[Any] = source.c.fid
     else:
         current = tables.current
         history = tables.history
         as_of = sa.literal(query.as_of, UTCDateTime())
-        live = sa.select(*_columns(backend, current, names, query, valid_to=NO_END)).where(
-            current.c._valid_from <= as_of, *_filters(backend, tables, current, query, extra)
-        )
-        past = sa.select(*_columns(backend, history, names, query, valid_to=history.c._valid_to)).where(
+        live = sa.select(
+            *feature_columns(backend, current, names, query, valid_to=NO_END, sort_names=sort_names)
+        ).where(current.c._valid_from <= as_of, *_filters(backend, tables, current, query, extra))
+        past = sa.select(
+            *feature_columns(backend, history, names, query, valid_to=history.c._valid_to, sort_names=sort_names)
+        ).where(
             history.c._valid_from <= as_of,
             history.c._valid_to > as_of,
             *_filters(backend, tables, history, query, extra),
         )
         union = sa.union_all(live, past).subquery("versions")
         stmt = sa.select(*union.c)
-    selected = stmt.selected_columns
-    if query.after_id is not None:
-        stmt = stmt.where(selected.fid > query.after_id)
-    order = (selected.distance_m, selected.fid) if query.order_by_distance else (selected.fid,)
-    stmt = stmt.order_by(*order)
-    if query.limit is not None:
-        stmt = stmt.limit(query.limit)
-    return stmt
+        keys = [union.c[f"_sort{i}"] for i in range(len(sort_names))]
+        fid = union.c.fid
+    if query.order_by_distance:
+        if query.after_id is not None:
+            stmt = stmt.where(fid > query.after_id)
+        return _limited(stmt.order_by(stmt.selected_columns.distance_m, fid), query.limit)
+    return _limited(_keyset_ordered(stmt, keys, fid, query), query.limit)
 
 
 def geojson_select(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery) -> sa.Select[Any] | None:
-    """(fid, GeoJSON Feature text) rows made by the database, or None where the backend cannot.
+    """(fid, GeoJSON Feature text, sort-key values…) rows made by the database, or None where the backend cannot.
 
-    Only for current features in fid order (the OGC items page); the caller falls
-    back to ``feature_select`` and Python encoding otherwise.
+    Only for current features in keyset order (the OGC items page); the caller
+    falls back to ``feature_select`` and Python encoding otherwise.
     """
     if query.as_of is not None or query.order_by_distance:
         return None
     table = tables.current
-    names = _property_names(tables.definition, query.properties)
+    names = property_names(tables.definition, query.properties)
+    sort_names = sort_field_names(tables.definition, query.sort)
     feature = backend.feature_geojson(table, names)
     if feature is None:
         return None
-    stmt = sa.select(table.c.fid, feature.label("feature")).where(*_filters(backend, tables, table, query, ()))
-    if query.after_id is not None:
-        stmt = stmt.where(table.c.fid > query.after_id)
-    stmt = stmt.order_by(table.c.fid)
-    return stmt.limit(query.limit) if query.limit is not None else stmt
+    stmt = sa.select(
+        table.c.fid, feature.label("feature"), *(table.c[n].label(f"_sort{i}") for i, n in enumerate(sort_names))
+    ).where(*_filters(backend, tables, table, query, ()))
+    return _limited(_keyset_ordered(stmt, [table.c[n] for n in sort_names], table.c.fid, query), query.limit)
+
+
+def _keyset_ordered(
+    stmt: sa.Select[Any], keys: Sequence[ColumnElement[Any]], fid: ColumnElement[Any], query: FeatureQuery
+) -> sa.Select[Any]:
+    """Order by the sort keys then the id, and start after the cursor's keyset: no OFFSET, however deep."""
+    after = None if query.after_id is None else (query.after_values or (), query.after_id)
+    return keyset_ordered(stmt, keys, fid, query.sort, after)
+
+
+def keyset_ordered(
+    stmt: sa.Select[Any],
+    keys: Sequence[ColumnElement[Any]],
+    fid: ColumnElement[Any],
+    sort: Sequence[SortKey],
+    after: tuple[Sequence[Any], Any] | None,
+) -> sa.Select[Any]:
+    if after is not None:
+        stmt = stmt.where(keyset_after(keys, sort, after[0], fid, after[1]))
+    ordering = [sa.nulls_first(k.desc()) if s.descending else sa.nulls_last(k.asc()) for k, s in zip(keys, sort)]
+    return stmt.order_by(*ordering, fid)
+
+
+def keyset_after(
+    keys: Sequence[ColumnElement[Any]],
+    sort: Sequence[SortKey],
+    values: Sequence[Any],
+    fid: ColumnElement[Any],
+    after_fid: Any,
+) -> ColumnElement[bool]:
+    """Rows that come after (values…, after_fid) in the order of ``sort`` then the id.
+
+    Expanded as "k1 beyond v1, or k1 = v1 and k2 beyond v2, …, or all equal and
+    fid > after_fid", with NULL ranked above every value (see ``SortKey``), so
+    both databases agree on where NULLs go. A value is a Python value (None is
+    NULL) or a bind parameter already made for it.
+    """
+    alternatives: list[ColumnElement[bool]] = []
+    equal: list[ColumnElement[bool]] = []
+    for key, order, value in zip(keys, sort, values, strict=True):
+        bound = _bound(key, value)
+        alternatives.append(_all([*equal, _beyond(key, order.descending, bound)]))
+        equal.append(key.is_(None) if bound is None else key == bound)
+    alternatives.append(_all([*equal, fid > after_fid]))
+    return alternatives[0] if len(alternatives) == 1 else sa.or_(*alternatives)
+
+
+def _bound(key: ColumnElement[Any], value: Any) -> ColumnElement[Any] | None:
+    if value is None or isinstance(value, sa.BindParameter):
+        return value
+    return sa.bindparam(None, value, type_=key.type)  # typed by the column, so booleans compare too
+
+
+def _beyond(key: ColumnElement[Any], descending: bool, value: ColumnElement[Any] | None) -> ColumnElement[bool]:
+    if value is None:  # NULL is the greatest: nothing follows it ascending; every value follows it descending
+        return key.is_not(None) if descending else sa.false()
+    return key < value if descending else sa.or_(key > value, key.is_(None))
+
+
+def _all(parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    return parts[0] if len(parts) == 1 else sa.and_(*parts)
+
+
+def _limited(stmt: sa.Select[Any], limit: int | None) -> sa.Select[Any]:
+    return stmt.limit(limit) if limit is not None else stmt
 
 
 def history_select(backend: SpatialBackend, tables: LayerTables, fid: int) -> sa.Select[Any]:
     """Every version of one feature, oldest first: its past rows and, unless deleted, its current one."""
     names = [f.name for f in tables.definition.fields]
     past_table, live_table = tables.history, tables.current
-    past = sa.select(*_columns(backend, past_table, names, FeatureQuery(), valid_to=past_table.c._valid_to))
-    live = sa.select(*_columns(backend, live_table, names, FeatureQuery(), valid_to=NO_END))
+    past = sa.select(*feature_columns(backend, past_table, names, FeatureQuery(), valid_to=past_table.c._valid_to))
+    live = sa.select(*feature_columns(backend, live_table, names, FeatureQuery(), valid_to=NO_END))
     union = sa.union_all(past.where(past_table.c.fid == fid), live.where(live_table.c.fid == fid)).subquery()
     return sa.select(*union.c).order_by(union.c._version)
 
@@ -92,14 +166,24 @@ def history_select(backend: SpatialBackend, tables: LayerTables, fid: int) -> sa
 def count_select(
     backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, cap: int | None = None
 ) -> sa.Select[Any]:
-    """COUNT of the matching rows; with ``cap``, the database stops after ``cap + 1`` of them."""
-    inner = feature_select(backend, tables, replace(query, limit=None, order_by_distance=False)).order_by(None)
+    """COUNT of the matching rows; with ``cap``, the database stops after ``cap + 1`` of them.
+
+    The inner rows select a constant: PostgreSQL computes every output column of
+    a LIMITed subquery, and encoding 2,001 geometries only to count them cost
+    ten times the count. Sort keys play no part in a count.
+    """
+    unordered = replace(query, limit=None, order_by_distance=False, sort=(), after_values=None)
+    if query.sort:
+        unordered = replace(unordered, after_id=None)  # a sorted keyset is not an id range; counts are of all matches
+    inner = feature_select(backend, tables, unordered).order_by(None)
+    if query.as_of is None:
+        inner = inner.with_only_columns(sa.literal_column("1").label("one"), maintain_column_froms=True)
     if cap is not None:
         inner = inner.limit(cap + 1)
     return sa.select(sa.func.count()).select_from(inner.subquery())
 
 
-def _property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list[str]:
+def property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list[str]:
     declared = [f.name for f in layer.fields]
     if wanted is None:
         return declared
@@ -113,8 +197,22 @@ def _property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> lis
     return [n for n in declared if n in wanted]
 
 
-def _columns(
-    backend: SpatialBackend, table: sa.Table, names: list[str], query: FeatureQuery, valid_to: Any
+def sort_field_names(layer: LayerDefinition, sort: Sequence[SortKey]) -> list[str]:
+    unknown = [key.field for key in sort if layer.field(key.field) is None]
+    if unknown:
+        raise InvalidInputError(
+            f"layer '{layer.id}' has no field {', '.join(map(repr, unknown))} to sort on", layer=layer.id
+        )
+    return [key.field for key in sort]
+
+
+def feature_columns(
+    backend: SpatialBackend,
+    table: sa.Table,
+    names: list[str],
+    query: FeatureQuery,
+    valid_to: Any,
+    sort_names: Sequence[str] = (),
 ) -> list[Any]:
     distance: Any = sa.cast(sa.null(), sa.Float())
     if query.near is not None:
@@ -127,6 +225,7 @@ def _columns(
         table.c._valid_from,
         valid_to.label("_valid_to"),
         distance.label("distance_m"),
+        *(table.c[n].label(f"_sort{i}") for i, n in enumerate(sort_names)),
     ]
 
 
@@ -224,7 +323,7 @@ def features_from_rows(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> l
 
 
 def selected_names(layer: LayerDefinition, query: FeatureQuery) -> list[str]:
-    return _property_names(layer, query.properties)
+    return property_names(layer, query.properties)
 
 
 def where_clauses(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery) -> list[ColumnElement[bool]]:

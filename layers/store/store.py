@@ -28,12 +28,13 @@ from layers.errors import (
     PreconditionFailedError,
     UnavailableError,
 )
-from layers.features import MAX_DISTANCE_M, Condition, Feature, FeatureInput, FeatureQuery, Near
+from layers.features import MAX_DISTANCE_M, Condition, Feature, FeatureInput, FeaturePage, FeatureQuery, Near
 from layers.geodesy import search_window
 from layers.model import LayerDefinition, LayerPatch
 from layers.registry import LayerRegistry
 from layers.signal import SharedCounter
 from layers.store.backend import WRITE_OPTION, SpatialBackend
+from layers.store.paging import read_page
 from layers.store.statements import (
     count_select,
     feature_select,
@@ -193,6 +194,24 @@ class LayerStore:
             if stmt is None:
                 return None
             return [(row[0], row[1]) for row in conn.execute(stmt)]
+
+    def page(
+        self,
+        layer_id: str,
+        make_query: Callable[[LayerDefinition], FeatureQuery],
+        *,
+        geojson: bool = False,
+        count_cap: int | None = None,
+    ) -> FeaturePage:
+        """One keyset page (see ``read_page``) and the definition it was read with, in one transaction.
+
+        ``make_query`` builds the query from the layer's definition as of this
+        transaction, so parameters are checked against exactly the fields read.
+        """
+        with self._read() as conn:
+            tables = self.registry.tables(conn, layer_id)
+            query = make_query(tables.definition)
+            return read_page(conn, self.backend, tables, query, geojson=geojson, count_cap=count_cap)
 
     def iter_batches(
         self, layer_id: str, query: FeatureQuery = FeatureQuery(), batch_size: int = 10_000

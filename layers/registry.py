@@ -23,6 +23,8 @@ from layers.store.tables import CatalogVersion, LayerRecord, LayerTables, build_
 
 _records = LayerRecord.__table__  # type: ignore[attr-defined]
 _version = CatalogVersion.__table__  # type: ignore[attr-defined]
+#: Read on every request: built once (building the select costs more than running it).
+_VERSION_QUERY = sa.select(_version.c.version).where(_version.c.id == 1)
 
 
 class LayerRegistry:
@@ -47,7 +49,7 @@ class LayerRegistry:
         return [t.definition for t in sorted(self._current(conn).values(), key=lambda t: t.definition.id)]
 
     def version(self, conn: Connection) -> int:
-        return conn.execute(sa.select(_version.c.version).where(_version.c.id == 1)).scalar_one_or_none() or 0
+        return conn.execute(_VERSION_QUERY).scalar_one_or_none() or 0
 
     def _current(self, conn: Connection) -> dict[str, LayerTables]:
         version = self.version(conn)

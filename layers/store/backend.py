@@ -84,11 +84,12 @@ class SpatialBackend(ABC):
     def exact_within(self, geom: ColumnElement[Any], near: Near) -> ColumnElement[bool]:
         """Exact test: ellipsoidal distance to ``near``'s point is at most ``near.metres``."""
 
+    def box_intersects(self, table: sa.Table, box: tuple[Any, Any, Any, Any]) -> ColumnElement[bool]:
+        """Rows whose geometry meets one non-wrapping (w, s, e, n) box (numbers or bind parameters)."""
+        return sa.and_(self.box_prefilter(table, box), sa.func.ST_Intersects(table.c.geom, self.envelope(box)))
+
     def intersects_bbox(self, table: sa.Table, bbox: BBox) -> ColumnElement[bool]:
-        parts = [
-            sa.and_(self.box_prefilter(table, box), sa.func.ST_Intersects(table.c.geom, self.envelope(box)))
-            for box in bbox.parts()
-        ]
+        parts = [self.box_intersects(table, box) for box in bbox.parts()]
         return parts[0] if len(parts) == 1 else sa.or_(*parts)
 
     @abstractmethod

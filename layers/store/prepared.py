@@ -123,8 +123,7 @@ def _where(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, pa
     boxes = []
     for j in range(parts):
         box: Any = tuple(sa.bindparam(f"bbox{j}_{k}", type_=sa.Float) for k in "wsen")
-        index = backend.box_prefilter(table, box)
-        boxes.append(sa.and_(index, sa.func.ST_Intersects(table.c.geom, backend.envelope(box))))
+        boxes.append(backend.box_intersects(table, box))
     if boxes:
         clauses.append(boxes[0] if len(boxes) == 1 else sa.or_(*boxes))
     for i, condition in enumerate(query.where):

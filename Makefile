@@ -50,8 +50,10 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy
 
 bench: setup
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
 	$(VENV)/bin/python bench/store_bench.py
+	$(VENV)/bin/python bench/items_bench.py
+	$(VENV)/bin/python bench/tiles_bench.py
 
 bench-client: setup client
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'

@@ -10,6 +10,7 @@ import gzip
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from layers.model import LayerDefinition
 from layers.signal import SharedCounter
 from layers.store import LayerStore
 from tiles.grid import TileAddress, tile_spec
+from tiles.service import RECHECK_SECONDS
 from twin.app import create_app
 from twin.settings import TwinSettings
 
@@ -311,6 +313,14 @@ def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: s
             writer.insert_features("lights", [FeatureInput(Point(CX, CY + 1e-4), {"road": "B", "power_w": 2})])
             assert len(decode(client.get(url).content)["lights"]) == 2
             assert len(checks) == 2
+            # A writer the counter cannot see (another machine on the same PostGIS): seen within RECHECK_SECONDS.
+            elsewhere = LayerStore.open(store_url)
+            try:
+                elsewhere.insert_features("lights", [FeatureInput(Point(CX, CY + 2e-4), {"road": "C", "power_w": 3})])
+            finally:
+                elsewhere.close()
+            time.sleep(RECHECK_SECONDS + 0.1)
+            assert len(decode(client.get(url).content)["lights"]) == 3
     finally:
         for layer in writer.list_layers():
             writer.drop_layer(layer.id)

@@ -24,7 +24,7 @@ class CachedTile:
 
     ``catalog`` and ``versions`` are the database versions it is known to be
     right for; ``generation`` is the shared write counter read when it was last
-    checked (None: the store has no counter), at ``checked_at`` (Unix time).
+    checked (None: the store has no counter), in the ``TileService`` epoch ``epoch``.
     ``gzip`` is filled the first time a client accepts it.
     """
 
@@ -34,7 +34,7 @@ class CachedTile:
     catalog: int
     versions: tuple[tuple[str, int], ...]
     generation: int | None
-    checked_at: float
+    epoch: int
     features: int
     aggregated: bool
 
@@ -43,9 +43,9 @@ class CachedTile:
         return len(self.raw) + len(self.gzip or b"") + 200
 
     def checked(
-        self, catalog: int, versions: tuple[tuple[str, int], ...], generation: int | None, checked_at: float
+        self, catalog: int, versions: tuple[tuple[str, int], ...], generation: int | None, epoch: int
     ) -> CachedTile:
-        return replace(self, catalog=catalog, versions=versions, generation=generation, checked_at=checked_at)
+        return replace(self, catalog=catalog, versions=versions, generation=generation, epoch=epoch)
 
     def with_gzip(self, data: bytes) -> CachedTile:
         return replace(self, gzip=data)
@@ -142,7 +142,7 @@ class _DiskCache:
             catalog=meta["catalog"],
             versions=tuple((layer, version) for layer, version in meta["versions"]),
             generation=meta["generation"],
-            checked_at=meta["checked_at"],
+            epoch=-1,  # epochs belong to one process: a tile from disk is checked once before use
             features=meta["features"],
             aggregated=meta["aggregated"],
         )
@@ -153,7 +153,6 @@ class _DiskCache:
             "catalog": entry.catalog,
             "versions": entry.versions,
             "generation": entry.generation,
-            "checked_at": entry.checked_at,
             "features": entry.features,
             "aggregated": entry.aggregated,
         }

@@ -3,8 +3,8 @@
 Freshness is checked in two steps:
 
 1. The store's shared write counter (``layers.signal``): while it reads what it
-   read when a cached tile was last checked, nothing at all has been written,
-   and the tile is served with no database work (``TileService.cached``).
+   read when a cached tile was last checked, nothing at all has been written on
+   this machine, and the tile is served with no database work (``TileService.cached``).
 2. Otherwise, the catalog version and the data versions of the tile's layers
    are read (one short query). A tile built at those versions is still right.
    When a layer has moved on, the boxes its writes touched since are read: if
@@ -13,10 +13,11 @@ Freshness is checked in two steps:
 
 The counter and the versions are read before the features, so a tile can be
 tagged older than its content, never newer: a write is re-checked, never
-missed. A store without a shared counter gets step 2 on every request, and
-even with one, a tile is re-checked against the database after
-``RECHECK_SECONDS``, so a process that died between its commit and its
-increment cannot leave a tile stale for long.
+missed. A store without a shared counter gets step 2 on every request. With
+one, every layer's version is also read at once every ``RECHECK_SECONDS``
+(one query per process, not per tile): a change the counter did not announce —
+a writer on another machine, or one that died between its commit and its
+increment — sends every tile back to step 2, so none stays stale for long.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from layers.errors import NotFoundError
 from layers.features import Condition
 from layers.model import LayerDefinition
-from layers.store import LayerStore
+from layers.store import DataVersions, LayerStore
 from layers.vectortiles import TileSpec
 from tiles.cache import CachedTile, TileCache
 from tiles.grid import TileAddress, tile_spec
@@ -39,7 +41,7 @@ from tiles.grid import TileAddress, tile_spec
 log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
-#: A tile trusted on the write counter alone is checked against the database this often at least.
+#: How often each process reads every layer's version to catch writes the shared counter cannot see.
 RECHECK_SECONDS = 1.0
 
 
@@ -74,14 +76,18 @@ class TileService:
     def __init__(self, cache: TileCache, gzip_level: int = 6) -> None:
         self.cache = cache
         self.gzip_level = gzip_level
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._confirmed_at = float("-inf")
+        self._snapshot: DataVersions | None = None
 
     def cached(self, store: LayerStore, request: TileRequest) -> CachedTile | None:
         """The cached tile if no write can have changed it: no database, no waiting (safe on the event loop)."""
         generation = store.write_generation()
-        if generation is None:
+        if generation is None or time.monotonic() - self._confirmed_at > RECHECK_SECONDS:
             return None
         entry = self.cache.get(request.key)
-        if entry is None or entry.generation != generation or time.time() - entry.checked_at > RECHECK_SECONDS:
+        if entry is None or entry.generation != generation or entry.epoch != self._epoch:
             return None
         return entry
 
@@ -89,22 +95,38 @@ class TileService:
         """The tile, from the cache when it is still right, else built (blocking: run it in a thread)."""
         spec = tile_spec(request.address)
         generation = store.write_generation()  # before anything is read from the database
-        checked_at = time.time()
+        epoch = self._confirm(store)
         layers = self._drawn(store, request, spec)
         ids = [layer.id for layer, _ in layers]
         if self.cache.max_bytes <= 0:
-            return self._build(store, request, spec, layers, -1, (), generation, checked_at)
+            return self._build(store, request, spec, layers, -1, (), generation, epoch)
         found = store.data_versions(ids)
         now = tuple((layer, found.layers[layer]) for layer in ids)
         cached = self.cache.get(request.key)
         fresh = cached is not None and cached.catalog == found.catalog
         if cached is not None and fresh and (cached.versions == now or self._untouched(store, cached, now, spec)):
-            kept = cached.checked(found.catalog, now, generation, checked_at)
+            kept = cached.checked(found.catalog, now, generation, epoch)
             self.cache.put(request.key, kept)
             return kept
-        entry = self._build(store, request, spec, layers, found.catalog, now, generation, checked_at)
+        entry = self._build(store, request, spec, layers, found.catalog, now, generation, epoch)
         self.cache.put(request.key, entry)
         return entry
+
+    def _confirm(self, store: LayerStore) -> int:
+        """At most every ``RECHECK_SECONDS``, read every layer's version at once; a change the shared
+        counter did not announce (a writer on another machine, or one that died before counting)
+        starts a new epoch, so every cached tile is checked against the database again."""
+        if store.write_generation() is None:
+            return self._epoch
+        with self._lock:
+            started = time.monotonic()
+            if started - self._confirmed_at > RECHECK_SECONDS:
+                snapshot = store.all_data_versions()
+                if snapshot != self._snapshot:
+                    self._snapshot = snapshot
+                    self._epoch += 1
+                self._confirmed_at = started
+            return self._epoch
 
     def gzipped(self, request: TileRequest, entry: CachedTile) -> bytes:
         """The tile gzip-compressed; compressed once, when first asked for, then kept with the tile."""
@@ -140,7 +162,7 @@ class TileService:
         catalog: int,
         versions: tuple[tuple[str, int], ...],
         generation: int | None,
-        checked_at: float,
+        epoch: int,
     ) -> CachedTile:
         single = len(request.layer_ids) == 1
         parts = [
@@ -160,7 +182,7 @@ class TileService:
             catalog=catalog,
             versions=versions,
             generation=generation,
-            checked_at=checked_at,
+            epoch=epoch,
             features=sum(part.features for part in parts),
             aggregated=any(part.aggregated for part in parts),
         )

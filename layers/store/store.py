@@ -297,6 +297,15 @@ class LayerStore:
             found = {layer: int(version) for layer, version in rows}
         return DataVersions(catalog, {layer: found.get(layer, 0) for layer in layer_ids})
 
+    def all_data_versions(self) -> DataVersions:
+        """The catalog version and every layer's data version, in one read."""
+        with self._read() as conn:
+            catalog = self.registry.version(conn)
+            found = {
+                layer: int(version) for layer, version in conn.execute(sa.select(_data.c.layer_id, _data.c.version))
+            }
+        return DataVersions(catalog, found)
+
     def changes_since(self, layer_id: str, version: int) -> list[Box | None] | None:
         """The boxes written to a layer after ``version`` (None in the list: anywhere).
 

@@ -306,10 +306,18 @@ def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: s
         reader.data_versions = lambda ids: checks.append(1) or real(ids)  # type: ignore[method-assign]
         url = f"/collections/lights/tiles/{TILE}"
         with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=reader)) as client:
-            assert len(decode(client.get(url).content)["lights"]) == 1
+            built = client.get(url)
+            assert len(decode(built.content)["lights"]) == 1
             for _ in range(5):
-                client.get(url)
+                again = client.get(url)  # answered before routing, from the cache
+                assert again.content == built.content and again.headers["etag"] == built.headers["etag"]
+                assert again.headers["content-type"] == built.headers["content-type"]
+                assert again.headers["x-request-id"]
             assert len(checks) == 1  # once when built; then the counter vouches for it
+            assert client.get(url, headers={"If-None-Match": built.headers["etag"]}).status_code == 304
+            zipped = client.get(url, headers={"Accept-Encoding": "gzip"})  # compressed once, by the route
+            assert client.get(url, headers={"Accept-Encoding": "gzip"}).content == zipped.content == built.content
+            assert client.get(f"{url}?colour=red").status_code == 400  # the route still judges odd requests
             writer.insert_features("lights", [FeatureInput(Point(CX, CY + 1e-4), {"road": "B", "power_w": 2})])
             assert len(decode(client.get(url).content)["lights"]) == 2
             assert len(checks) == 2

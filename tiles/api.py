@@ -14,7 +14,7 @@ the tile holds nothing, 304 when the client's ``If-None-Match`` still holds.
 # No ``from __future__ import annotations``: FastAPI reads these handlers' annotations at runtime.
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -24,7 +24,7 @@ from layers.errors import InvalidInputError, NotFoundError
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from tiles.grid import SUPPORTED, TileAddress, parse_address, tile_matrix_set
-from tiles.service import LayerScope, TileRequest, TileService
+from tiles.service import LayerScope, TileRequest, TileService, layers_extent
 from tiles.styles import MVT, style_document, tilejson
 
 JSON = "application/json"
@@ -181,7 +181,7 @@ class TilesAPI:
             tile_matrix_set(tileMatrixSetId)
             layers = _chosen(store, collections)
             url = f"{_base(request)}/tiles/{tileMatrixSetId}"
-            return self._tileset(request, url, tileMatrixSetId, layers, _union(store, layers), "Twin")
+            return self._tileset(request, url, tileMatrixSetId, layers, layers_extent(store, layers), "Twin")
 
         @self.router.get("/tiles/{tileMatrixSetId}/tilejson.json", summary="Dataset tiles as TileJSON 3.0")
         def dataset_tilejson(
@@ -197,7 +197,7 @@ class TilesAPI:
             if properties:
                 query += f"&properties={properties}"
             url = f"{_base(request)}/tiles/{tileMatrixSetId}/{{z}}/{{y}}/{{x}}{query}"
-            return tilejson("twin", url, layers, _union(store, layers))
+            return tilejson("twin", url, layers, layers_extent(store, layers))
 
         @self.router.get(
             "/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}",
@@ -240,7 +240,7 @@ class TilesAPI:
             if styleId != "default":
                 raise NotFoundError(f"style '{styleId}' does not exist; the styles are: default")
             layers = store.list_layers()
-            bounds = _union(store, layers) if layers else None
+            bounds = layers_extent(store, layers) if layers else None
             centre = ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2) if bounds else None
             document = style_document(_base(request), "Twin", layers, centre, self.elevation(request))
             return _json(document, STYLE_JSON)
@@ -386,13 +386,6 @@ def _chosen(store: LayerStore, collections: str | None) -> list[LayerDefinition]
             raise NotFoundError("there are no collections to draw")
         return layers
     return [store.get_layer(layer_id) for layer_id in ids]
-
-
-def _union(store: LayerStore, layers: Sequence[LayerDefinition]) -> tuple[float, float, float, float] | None:
-    boxes = [b for b in (store.spatial_extent(layer.id) for layer in layers) if b is not None]
-    if not boxes:
-        return None
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -23,7 +23,7 @@ from layers.errors import InvalidInputError, NotFoundError
 from layers.store import LayerStore
 from tiles.cache import TileCache
 from tiles.grid import MAX_ZOOM, TileAddress
-from tiles.service import TileRequest, TileService
+from tiles.service import TileRequest, TileService, layers_extent
 from tiles.styles import vector_layer
 
 #: An export asks for at most this many tiles (z16 over a whole province is a few hundred thousand).
@@ -56,10 +56,9 @@ def export_pmtiles(
     if not layers:
         raise InvalidInputError("give at least one layer to export")
     if bbox is None:
-        boxes = [b for b in (store.spatial_extent(layer.id) for layer in layers) if b is not None]
-        if not boxes:
+        bbox = layers_extent(store, layers)
+        if bbox is None:
             raise NotFoundError("the layers hold no features: there is nothing to export")
-        bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
     grid = morecantile.tms.get("WebMercatorQuad")
     zooms = list(range(minzoom, maxzoom + 1))
     tiles = sorted(grid.tiles(*bbox, zooms), key=lambda t: zxy_to_tileid(t.z, t.x, t.y))

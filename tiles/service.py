@@ -212,3 +212,11 @@ def _own(layer: LayerDefinition, properties: Sequence[str] | None) -> list[str] 
     if properties is None:
         return None
     return [name for name in properties if layer.field(name) is not None]
+
+
+def layers_extent(store: LayerStore, layers: Sequence[LayerDefinition]) -> Box | None:
+    """The box around the layers' features (from the store's cheap estimates), or None when all are empty."""
+    boxes = [b for b in (store.spatial_extent(layer.id) for layer in layers) if b is not None]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))

@@ -21,8 +21,9 @@ from ogc.openapi import with_collections
 from ogc.transactions import CONFORMANCE as TRANSACTIONS
 from ogc.transactions import FeatureTransactionsAPI
 from tiles.api import CONFORMANCE as TILES
-from tiles.api import TilesAPI
+from tiles.api import TilesAPI, everything
 from tiles.cache import TileCache
+from tiles.front import CachedTileFront
 from tiles.raster import RasterTilesAPI
 from tiles.service import TileService
 from twin import __version__
@@ -71,11 +72,13 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.state.settings = settings
     if store is not None:
         app.state.store = store
-    install_problem_handlers(app)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    # Tiles first: the map asks for hundreds of them a minute, and routes are matched in order.
+    # Tiles first: the map asks for hundreds of them a minute. Cached ones are answered before routing
+    # (inside the request-id middleware that install_problem_handlers adds around everything).
     tile_cache = TileCache(settings.tile_cache_mb * 2**20, settings.tile_cache_dir)
     app.state.tiles = TileService(tile_cache)
+    app.add_middleware(CachedTileFront, service=app.state.tiles, store_of=_store_in_scope, scope_hook=everything)
+    install_problem_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     tiles_api = TilesAPI(get_store, app.state.tiles, elevation=_elevation)
     app.include_router(tiles_api.router, responses=ERRORS)  # type: ignore[arg-type]
     features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=[*TRANSACTIONS, *TILES])
@@ -97,6 +100,11 @@ WRITE_ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}
 def raster_catalog(request: Request) -> RasterCatalog:
     """The raster layers of the app's store; converted COGs go to TWIN_DATA_DIR/rasters."""
     return RasterCatalog(store_of(request).engine, settings_of(request).data_dir / "rasters")
+
+
+def _store_in_scope(scope: Any) -> LayerStore | None:
+    """The app's store, from a raw ASGI scope (None until the lifespan has opened it)."""
+    return getattr(scope["app"].state, "store", None)
 
 
 def _elevation(request: Request) -> str | None:

@@ -1,0 +1,97 @@
+"""Cached tiles answered before routing: the hot path of a map, kept as short as serving bytes from a dict.
+
+A map asks for hundreds of tiles a minute, nearly all already cached. Going
+through the framework (route matching over every OGC route, dependency
+resolution, parameter parsing) costs several times what answering costs, so
+this ASGI middleware recognises a vector-tile URL, asks ``TileService.cached``
+(no database, no thread) and answers at once. Anything else — a miss, a tile
+that must be checked, an unusual parameter, an error — goes on to the routes,
+which answer exactly as they would have, errors included.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from layers.store import LayerStore
+from tiles.grid import TileAddress
+from tiles.service import LayerScope, TileRequest, TileService
+from tiles.styles import MVT
+
+_LAYER_TILE = re.compile(r"^/collections/([^/]+)/tiles/(WebMercatorQuad)/([0-9]{1,2})/([0-9]{1,9})/([0-9]{1,9})$")
+CACHE_CONTROL = b"no-cache"
+
+
+class CachedTileFront:
+    """Serves cached single-collection tiles straight from the ``TileService``; passes everything else on."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: TileService,
+        store_of: Callable[[Any], LayerStore | None],
+        scope_hook: Callable[[Request, str], LayerScope],
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.store_of = store_of
+        self.scope_hook = scope_hook
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            match = _LAYER_TILE.match(scope["path"])
+            if match is not None and await self._answer(scope, send, match):
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send, match: re.Match[str]) -> bool:
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        if any(name != "properties" for name, _ in query):
+            return False  # let the route answer (or refuse) it
+        store = self.store_of(scope)
+        if store is None:
+            return False
+        layer_id = unquote(match.group(1))
+        properties = next((value for _, value in query), None)
+        wanted = tuple(p.strip() for p in properties.split(",") if p.strip()) if properties else None
+        z, row, col = int(match.group(3)), int(match.group(4)), int(match.group(5))
+        layer_scope = self.scope_hook(Request(scope), layer_id)
+        request = TileRequest(TileAddress(match.group(2), z, col, row), (layer_id,), wanted, (layer_scope,))
+        tile = self.service.cached(store, request)
+        if tile is None:
+            return False
+        headers = dict(scope["headers"])
+        out = [
+            (b"etag", tile.etag.encode()),
+            (b"cache-control", CACHE_CONTROL),
+            (b"vary", b"Accept-Encoding"),
+        ]
+        if tile.aggregated:
+            out.append((b"x-twin-aggregated", b"true"))
+        if_none_match = headers.get(b"if-none-match", b"").decode("latin-1")
+        if if_none_match and (if_none_match.strip() == "*" or tile.etag in if_none_match):
+            await _respond(send, 304, out, b"")
+            return True
+        if not tile.raw:
+            await _respond(send, 204, out, b"")
+            return True
+        body = tile.raw
+        if b"gzip" in headers.get(b"accept-encoding", b"") and tile.gzip is not None:
+            body = tile.gzip
+            out.append((b"content-encoding", b"gzip"))
+        elif b"gzip" in headers.get(b"accept-encoding", b""):
+            return False  # not compressed yet: the route compresses it once, in a thread
+        out += [(b"content-type", MVT.encode()), (b"content-length", str(len(body)).encode())]
+        await _respond(send, 200, out, body)
+        return True
+
+
+async def _respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -24,7 +24,7 @@ from layers.errors import InvalidInputError, NotFoundError
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from tiles.grid import SUPPORTED, TileAddress, parse_address, tile_matrix_set
-from tiles.service import LayerScope, TileRequest, TileService, layers_extent
+from tiles.service import LayerScope, TileRequest, TileService, layers_extent, property_list
 from tiles.styles import MVT, style_document, tilejson
 
 JSON = "application/json"
@@ -41,8 +41,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
     "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ]
-#: Browsers and MapLibre revalidate each time (a 304 is cheap); nothing stale outlives a write.
-CACHE_CONTROL = "no-cache"
 
 #: The reader's view of a layer, by layer id: a hook that access control fills in (default: everything).
 ScopeHook = Callable[[Request, str], LayerScope]
@@ -321,16 +319,14 @@ class TilesAPI:
         properties: str | None,
     ) -> Response:
         """A cached tile straight from the event loop when no write can have changed it; else built in a thread."""
-        wanted = tuple(p.strip() for p in properties.split(",") if p.strip()) if properties else None
+        wanted = property_list(properties)
         scopes = tuple(self.scope(request, layer_id) for layer_id in layer_ids)
         tile_request = TileRequest(address, layer_ids, wanted, scopes)
         tile = self.service.cached(store, tile_request)
         if tile is None:
             tile = await run_in_threadpool(self.service.tile, store, tile_request)
-        headers = {"ETag": tile.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
-        if tile.aggregated:
-            headers["X-Twin-Aggregated"] = "true"
-        if _etag_matches(request.headers.get("if-none-match"), tile.etag):
+        headers = tile.headers()
+        if tile.matches(request.headers.get("if-none-match")):
             return Response(status_code=304, headers=headers)
         if not tile.raw:
             return Response(status_code=204, headers=headers)
@@ -386,12 +382,6 @@ def _chosen(store: LayerStore, collections: str | None) -> list[LayerDefinition]
             raise NotFoundError("there are no collections to draw")
         return layers
     return [store.get_layer(layer_id) for layer_id in ids]
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    return header.strip() == "*" or etag in (tag.strip().removeprefix("W/") for tag in header.split(","))
 
 
 def _ogc_geometry(layer: LayerDefinition) -> str:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: Browsers and MapLibre revalidate each time (a 304 is cheap); nothing stale outlives a write.
+CACHE_CONTROL = "no-cache"
+
 
 @dataclass(frozen=True, slots=True)
 class CachedTile:
@@ -49,6 +52,20 @@ class CachedTile:
 
     def with_gzip(self, data: bytes) -> CachedTile:
         return replace(self, gzip=data)
+
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers every answer with this tile carries (200, 204 or 304)."""
+        headers = {"ETag": self.etag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept-Encoding"}
+        if self.aggregated:
+            headers["X-Twin-Aggregated"] = "true"
+        return headers
+
+    def matches(self, if_none_match: str | None) -> bool:
+        """True when an ``If-None-Match`` header names this tile: the client's copy is current."""
+        if not if_none_match:
+            return False
+        tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+        return if_none_match.strip() == "*" or self.etag in tags
 
 
 class TileCache:

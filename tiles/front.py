@@ -21,11 +21,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from layers.store import LayerStore
 from tiles.grid import TileAddress
-from tiles.service import LayerScope, TileRequest, TileService
+from tiles.service import LayerScope, TileRequest, TileService, property_list
 from tiles.styles import MVT
 
 _LAYER_TILE = re.compile(r"^/collections/([^/]+)/tiles/(WebMercatorQuad)/([0-9]{1,2})/([0-9]{1,9})/([0-9]{1,9})$")
-CACHE_CONTROL = b"no-cache"
 
 
 class CachedTileFront:
@@ -59,34 +58,27 @@ class CachedTileFront:
             return False
         layer_id = unquote(match.group(1))
         properties = next((value for _, value in query), None)
-        wanted = tuple(p.strip() for p in properties.split(",") if p.strip()) if properties else None
+        wanted = property_list(properties)
         z, row, col = int(match.group(3)), int(match.group(4)), int(match.group(5))
         layer_scope = self.scope_hook(Request(scope), layer_id)
         request = TileRequest(TileAddress(match.group(2), z, col, row), (layer_id,), wanted, (layer_scope,))
         tile = self.service.cached(store, request)
         if tile is None:
             return False
-        headers = dict(scope["headers"])
-        out = [
-            (b"etag", tile.etag.encode()),
-            (b"cache-control", CACHE_CONTROL),
-            (b"vary", b"Accept-Encoding"),
-        ]
-        if tile.aggregated:
-            out.append((b"x-twin-aggregated", b"true"))
-        if_none_match = headers.get(b"if-none-match", b"").decode("latin-1")
-        if if_none_match and (if_none_match.strip() == "*" or tile.etag in if_none_match):
+        asked = dict(scope["headers"])
+        out = [(name.lower().encode(), value.encode()) for name, value in tile.headers().items()]
+        if tile.matches(asked.get(b"if-none-match", b"").decode("latin-1")):
             await _respond(send, 304, out, b"")
             return True
         if not tile.raw:
             await _respond(send, 204, out, b"")
             return True
         body = tile.raw
-        if b"gzip" in headers.get(b"accept-encoding", b"") and tile.gzip is not None:
+        if b"gzip" in asked.get(b"accept-encoding", b""):
+            if tile.gzip is None:
+                return False  # not compressed yet: the route compresses it once, in a thread
             body = tile.gzip
             out.append((b"content-encoding", b"gzip"))
-        elif b"gzip" in headers.get(b"accept-encoding", b""):
-            return False  # not compressed yet: the route compresses it once, in a thread
         out += [(b"content-type", MVT.encode()), (b"content-length", str(len(body)).encode())]
         await _respond(send, 200, out, body)
         return True

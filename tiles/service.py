@@ -34,13 +34,14 @@ from layers.errors import NotFoundError
 from layers.features import Condition
 from layers.model import LayerDefinition
 from layers.store import DataVersions, LayerStore
+from layers.store.changes import Box, union
 from layers.vectortiles import TileSpec
 from tiles.cache import CachedTile, TileCache
 from tiles.grid import TileAddress, tile_spec
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]
+
 #: How often each process reads every layer's version to catch writes the shared counter cannot see.
 RECHECK_SECONDS = 1.0
 
@@ -203,6 +204,12 @@ class TileService:
         return len(before) == len(now)
 
 
+def property_list(text: str | None) -> tuple[str, ...] | None:
+    """A ``properties=a,b`` parameter as names; None (every property) when absent or empty."""
+    names = tuple(p.strip() for p in text.split(",") if p.strip()) if text else ()
+    return names or None
+
+
 def _meets(a: Box, b: Box) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
@@ -216,7 +223,4 @@ def _own(layer: LayerDefinition, properties: Sequence[str] | None) -> list[str] 
 
 def layers_extent(store: LayerStore, layers: Sequence[LayerDefinition]) -> Box | None:
     """The box around the layers' features (from the store's cheap estimates), or None when all are empty."""
-    boxes = [b for b in (store.spatial_extent(layer.id) for layer in layers) if b is not None]
-    if not boxes:
-        return None
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return union(store.spatial_extent(layer.id) for layer in layers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -17,8 +17,6 @@ from typing import Any
 import shapely
 import sqlalchemy as sa
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from layers.errors import (
@@ -33,7 +31,9 @@ from layers.geodesy import search_window
 from layers.model import LayerDefinition, LayerPatch
 from layers.registry import LayerRegistry
 from layers.signal import SharedCounter
+from layers.store import changes
 from layers.store.backend import WRITE_OPTION, SpatialBackend
+from layers.store.changes import DataVersions
 from layers.store.paging import read_page
 from layers.store.statements import (
     count_select,
@@ -44,20 +44,13 @@ from layers.store.statements import (
     selected_names,
     where_clauses,
 )
-from layers.store.tables import LayerChange, LayerDataVersion, LayerTables, UTCDateTime
+from layers.store.tables import LayerTables, UTCDateTime
 from layers.validation import RowBatch, batch_from_features
 from layers.vectortiles import TileSpec, VectorTile
 
 log = logging.getLogger(__name__)
 
 _NEAREST_START_M = 250.0
-#: Change boxes kept per layer; a reader further behind treats the whole layer as changed.
-KEEP_CHANGES = 2000
-
-_data = LayerDataVersion.__table__  # type: ignore[attr-defined]
-_changes = LayerChange.__table__  # type: ignore[attr-defined]
-
-Box = tuple[float, float, float, float]
 
 
 class LoadMode(StrEnum):
@@ -71,14 +64,6 @@ class LoadResult:
     inserted: int
     archived: int
     created: bool
-
-
-@dataclass(frozen=True)
-class DataVersions:
-    """The catalog version and the data version of some layers, read together in one transaction."""
-
-    catalog: int
-    layers: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -164,19 +149,19 @@ class LayerStore:
     def create_layer(self, layer: LayerDefinition) -> LayerDefinition:
         with self._write() as conn:
             created = self.registry.create(conn, layer).definition
-            self._record_change(conn, layer.id, None)
+            changes.record_change(conn, layer.id, None)
             return created
 
     def alter_layer(self, layer_id: str, patch: LayerPatch) -> LayerDefinition:
         with self._write() as conn:
             altered = self.registry.alter(conn, layer_id, patch).definition
-            self._record_change(conn, layer_id, None)
+            changes.record_change(conn, layer_id, None)
             return altered
 
     def drop_layer(self, layer_id: str) -> None:
         with self._write() as conn:
             self.registry.drop(conn, layer_id)
-            self._record_change(conn, layer_id, None)
+            changes.record_change(conn, layer_id, None)
 
     # --- reads ---------------------------------------------------------------
 
@@ -237,9 +222,7 @@ class LayerStore:
                 raise InvalidInputError(f"layer '{layer_id}' has no field '{field}'", layer=layer_id, field=field)
             column = tables.current.c[field]
             stmt = (
-                sa.select(column, sa.func.count())
-                .where(*where_clauses(self.backend, tables, replace(query, limit=None)))
-                .group_by(column)
+                sa.select(column, sa.func.count()).where(*where_clauses(self.backend, tables, query)).group_by(column)
             )
             return {value: int(n) for value, n in conn.execute(stmt)}
 
@@ -290,39 +273,19 @@ class LayerStore:
             return self.backend.vector_tile(conn, tables, spec, names, filters)
 
     def data_versions(self, layer_ids: Sequence[str]) -> DataVersions:
-        """Where the catalog and each layer's data stand now: what a cache compares its entries with."""
+        """Where the catalog and some layers' data stand now: what a cache compares its entries with."""
         with self._read() as conn:
-            catalog = self.registry.version(conn)
-            rows = conn.execute(sa.select(_data.c.layer_id, _data.c.version).where(_data.c.layer_id.in_(layer_ids)))
-            found = {layer: int(version) for layer, version in rows}
-        return DataVersions(catalog, {layer: found.get(layer, 0) for layer in layer_ids})
+            return changes.read_versions(conn, self.registry.version(conn), layer_ids)
 
     def all_data_versions(self) -> DataVersions:
         """The catalog version and every layer's data version, in one read."""
         with self._read() as conn:
-            catalog = self.registry.version(conn)
-            found = {
-                layer: int(version) for layer, version in conn.execute(sa.select(_data.c.layer_id, _data.c.version))
-            }
-        return DataVersions(catalog, found)
+            return changes.read_versions(conn, self.registry.version(conn), None)
 
-    def changes_since(self, layer_id: str, version: int) -> list[Box | None] | None:
-        """The boxes written to a layer after ``version`` (None in the list: anywhere).
-
-        None when the changes since then are no longer kept: treat everything as changed.
-        """
+    def changes_since(self, layer_id: str, version: int) -> list[changes.Box | None] | None:
+        """The boxes written to a layer after ``version``; None when no longer kept (see ``changes.changes_since``)."""
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(_changes.c.version, _changes.c.west, _changes.c.south, _changes.c.east, _changes.c.north)
-                .where(_changes.c.layer_id == layer_id, _changes.c.version > version)
-                .order_by(_changes.c.version)
-            ).all()
-            current = conn.execute(sa.select(_data.c.version).where(_data.c.layer_id == layer_id)).scalar()
-        if current is None or current <= version:
-            return []
-        if len(rows) != current - version:
-            return None
-        return [None if row[1] is None else (row[1], row[2], row[3], row[4]) for row in rows]
+            return changes.changes_since(conn, layer_id, version)
 
     def get_feature(self, layer_id: str, fid: int, as_of: datetime | None = None) -> Feature:
         with self._read() as conn:
@@ -449,7 +412,7 @@ class LayerStore:
                 tables.definition, [f.geometry for f in features], [f.properties for f in features]
             )
             fids = self._insert(conn, tables, batch, datetime.now(UTC))
-            self._record_change(conn, layer_id, _bounds(batch.geometries))
+            changes.record_change(conn, layer_id, changes.bounds(batch.geometries))
             return fids
 
     def _insert(self, conn: Connection, tables: LayerTables, batch: RowBatch, now: datetime) -> list[int]:
@@ -500,7 +463,7 @@ class LayerStore:
                     **{n: v[0] for n, v in batch.columns.items()},
                 )
             )
-            self._record_change(conn, layer_id, _bounds([old.geometry, batch.geometries[0]]))
+            changes.record_change(conn, layer_id, changes.bounds([old.geometry, batch.geometries[0]]))
             values = {n: v[0] for n, v in batch.columns.items()}
             return Feature(fid, batch.geometries[0], values, old.version + 1, now)
 
@@ -511,7 +474,7 @@ class LayerStore:
             old = self._locked_feature(conn, tables, layer_id, fid, expected_version)
             self._archive(conn, tables, tables.current.c.fid == fid, _after(old.valid_from))
             conn.execute(sa.delete(tables.current).where(tables.current.c.fid == fid))
-            self._record_change(conn, layer_id, _bounds([old.geometry]))
+            changes.record_change(conn, layer_id, changes.bounds([old.geometry]))
 
     def _locked_feature(
         self, conn: Connection, tables: LayerTables, layer_id: str, fid: int, expected_version: int | None
@@ -529,29 +492,6 @@ class LayerStore:
                 feature=fid,
             )
         return feature
-
-    def _record_change(self, conn: Connection, layer_id: str, box: Box | None) -> None:
-        """Move the layer's data version by one and note where the write landed (None: anywhere).
-
-        The upsert takes the layer's row lock, so versions are numbered in commit order.
-        """
-        dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        upsert = dialect_insert(_data).values(layer_id=layer_id, version=1)
-        version = conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=[_data.c.layer_id], set_={"version": _data.c.version + 1}
-            ).returning(_data.c.version)
-        ).scalar_one()
-        west, south, east, north = box if box is not None else (None, None, None, None)
-        conn.execute(
-            sa.insert(_changes).values(
-                layer_id=layer_id, version=version, west=west, south=south, east=east, north=north
-            )
-        )
-        if version % 100 == 0:
-            conn.execute(
-                sa.delete(_changes).where(_changes.c.layer_id == layer_id, _changes.c.version <= version - KEEP_CHANGES)
-            )
 
     def _archive(self, conn: Connection, tables: LayerTables, where: sa.ColumnElement[bool], now: datetime) -> None:
         """Copy the matching current rows to history, closing their interval at ``now``."""
@@ -592,11 +532,11 @@ class LayerStore:
             if empty:
                 self.backend.begin_bulk_load(conn, tables)
             inserted = 0
-            touched: Box | None = None
+            touched: changes.Box | None = None
             with self.backend.bulk_writer(conn, tables, now) as write:
                 for batch in batches:
                     inserted += write(batch)
-                    touched = _union(touched, _bounds(batch.geometries))
+                    touched = changes.union([touched, changes.bounds(batch.geometries)])
                     if progress is not None:
                         progress(len(batch))
             if empty:
@@ -604,7 +544,7 @@ class LayerStore:
             self.backend.analyze(conn, tables.current)
             anywhere = created or archived > 0
             if inserted or anywhere:
-                self._record_change(conn, layer_id, None if anywhere else touched)
+                changes.record_change(conn, layer_id, None if anywhere else touched)
         log.info("loaded %d features into %s (%d archived)", inserted, layer_id, archived)
         return LoadResult(layer_id, inserted, archived, created)
 
@@ -623,18 +563,6 @@ class LayerStore:
             )
         self.registry.drop(conn, layer_id)
         return self.registry.create(conn, definition), True
-
-
-def _bounds(geometries: Any) -> Box | None:
-    """The box around some geometries, or None when there are none."""
-    west, south, east, north = (float(v) for v in shapely.total_bounds(geometries))
-    return None if west != west else (west, south, east, north)  # NaN when empty
-
-
-def _union(a: Box | None, b: Box | None) -> Box | None:
-    if a is None or b is None:
-        return a or b
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
 def _after(previous: datetime) -> datetime:

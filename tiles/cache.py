@@ -62,10 +62,15 @@ class CachedTile:
 
     def matches(self, if_none_match: str | None) -> bool:
         """True when an ``If-None-Match`` header names this tile: the client's copy is current."""
-        if not if_none_match:
-            return False
-        tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
-        return if_none_match.strip() == "*" or self.etag in tags
+        return etag_matches(if_none_match, self.etag)
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """True when an ``If-None-Match`` header names ``etag`` (weak or strong) or is ``*``."""
+    if not if_none_match:
+        return False
+    tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+    return if_none_match.strip() == "*" or etag in tags
 
 
 class TileCache:

@@ -34,10 +34,10 @@ from titiler.core.resources.enums import ImageType
 from titiler.core.utils import render_image
 
 from layers.errors import InvalidInputError, NotFoundError
-from layers.rasters import MAX_ZOOM, RasterCatalog, RasterKind, RasterLayer
+from layers.rasters import RasterCatalog, RasterKind, RasterLayer
+from tiles.cache import etag_matches
+from tiles.grid import TileAddress, parse_address, tile_matrix_set, tile_spec
 
-#: Tile matrix sets served; rio-tiler reads any morecantile grid, Web Mercator is what map clients use.
-SUPPORTED_TMS = ("WebMercatorQuad",)
 IMAGE_FORMATS = {"png": ImageType.png, "webp": ImageType.webp, "jpeg": ImageType.jpeg, "jpg": ImageType.jpeg}
 TILE_CACHE_CONTROL = "public, max-age=3600"
 DOCUMENT_CACHE_CONTROL = "public, max-age=60"
@@ -209,7 +209,7 @@ class RasterTilesAPI:
         )
         def tilejson(raster_id: str, tms: str, request: Request, response: Response, rasters: catalog) -> TileJSON:
             layer = rasters.get(raster_id)
-            _tile_matrix_set(tms)
+            tile_matrix_set(tms)
             template = _template(request, "raster_tile", raster_id=raster_id, tms=tms)
             response.headers["Cache-Control"] = DOCUMENT_CACHE_CONTROL
             return _tilejson(layer, template)
@@ -229,7 +229,7 @@ class RasterTilesAPI:
             params: Annotated[TerrainParams, Depends()],
         ) -> TileJSON:
             layer = _dem(rasters.get(raster_id))
-            _tile_matrix_set(tms)
+            tile_matrix_set(tms)
             template = _template(request, "terrain_tile", raster_id=raster_id, tms=tms)
             response.headers["Cache-Control"] = DOCUMENT_CACHE_CONTROL
             document = _tilejson(layer, template)
@@ -332,50 +332,26 @@ class RasterTilesAPI:
 # --- helpers -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Address:
-    tms: morecantile.TileMatrixSet
-    z: int
-    x: int
-    y: int
-
-
-def _tile_matrix_set(tms_id: str) -> morecantile.TileMatrixSet:
-    if tms_id not in SUPPORTED_TMS:
-        raise NotFoundError(f"tile matrix set '{tms_id}' is not served; use one of: {', '.join(SUPPORTED_TMS)}")
-    return morecantile.tms.get(tms_id)
-
-
-def _address(layer: RasterLayer, tms_id: str, z: str, x: str, y: str) -> _Address:
+def _address(layer: RasterLayer, tms_id: str, z: str, x: str, y: str) -> TileAddress:
     """Path parts to a tile of the layer: not integers → 400; outside the grid, zooms or bounds → 404."""
-    tms = _tile_matrix_set(tms_id)
-    values = {}
-    for name, text in {"tileMatrix": z, "tileCol": x, "tileRow": y}.items():
-        if not (text.isascii() and text.isdigit()) or len(text) > 9:
-            raise InvalidInputError(f"{name} must be a non-negative integer, got '{text[:20]}'", parameter=name)
-        values[name] = int(text)
-    zoom, col, row = values["tileMatrix"], values["tileCol"], values["tileRow"]
-    if zoom > MAX_ZOOM:
-        raise NotFoundError(f"zoom {zoom} is outside {tms_id} as served (0–{MAX_ZOOM})")
-    matrix = tms.matrix(zoom)
-    if not (col < matrix.matrixWidth and row < matrix.matrixHeight):
-        raise NotFoundError(
-            f"tile {zoom}/{col}/{row} is outside {tms_id}: at zoom {zoom} x and y stop at {matrix.matrixWidth - 1}"
-        )
+    address = parse_address(tms_id, z, x, y)
+    tile_spec(address)  # inside the grid
+    zoom = address.z
     if not layer.minzoom <= zoom <= layer.maxzoom:
         raise NotFoundError(
             f"raster layer '{layer.id}' has tiles from zoom {layer.minzoom} to {layer.maxzoom}, not {zoom}",
             raster=layer.id,
         )
-    west, south, east, north = tms.bounds(morecantile.Tile(col, row, zoom))
+    tms = tile_matrix_set(tms_id)
+    west, south, east, north = tms.bounds(morecantile.Tile(address.x, address.y, zoom))
     lw, ls, le, ln = layer.bounds
     if west >= le or east <= lw or south >= ln or north <= ls:
-        raise NotFoundError(f"tile {zoom}/{col}/{row} is outside raster layer '{layer.id}'", raster=layer.id)
-    return _Address(tms, zoom, col, row)
+        raise NotFoundError(f"tile {address.key} is outside raster layer '{layer.id}'", raster=layer.id)
+    return address
 
 
 def _read(
-    layer: RasterLayer, address: _Address, tilesize: int, resampling: Resampling, indexes: int | None
+    layer: RasterLayer, address: TileAddress, tilesize: int, resampling: Resampling, indexes: int | None
 ) -> ImageData:
     try:
         with layer.reader() as cog:
@@ -402,15 +378,14 @@ def _dem(layer: RasterLayer) -> RasterLayer:
     return layer
 
 
-def _etag(layer: RasterLayer, request: Request, address: _Address) -> str:
+def _etag(layer: RasterLayer, request: Request, address: TileAddress) -> str:
     query = "&".join(f"{k}={v}" for k, v in sorted(request.query_params.multi_items()))
     key = f"{layer.fingerprint}|{request.url.path}|{query}"
     return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
 
 
 def _not_modified(request: Request, etag: str) -> bool:
-    sent = request.headers.get("if-none-match")
-    return sent is not None and (sent.strip() == "*" or etag in (t.strip().removeprefix("W/") for t in sent.split(",")))
+    return etag_matches(request.headers.get("if-none-match"), etag)
 
 
 def _template(request: Request, route: str, *, raster_id: str, tms: str, query: bool = True) -> str:

@@ -24,7 +24,10 @@ COLUMNS = {"points": "name, category, value", "polygons": "code, height_m"}
 async def startup() -> None:
     global _pool
     _pool = await asyncpg.create_pool(
-        os.environ["DATABASE_URL"], min_size=2, max_size=8, server_settings={"jit": "off"}
+        os.environ["DATABASE_URL"],
+        min_size=2,
+        max_size=8,
+        server_settings={"jit": "off", "max_parallel_workers_per_gather": "0"},
     )
 
 

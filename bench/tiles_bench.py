@@ -162,9 +162,10 @@ def main() -> None:
                     "TIPG_MAX_FEATURES_PER_QUERY": "10000",
                 }
                 processes.append(uvicorn(args.tipg, "tipg.main:app", port, env, "/collections"))
+                # The polygon table has a second geometry column (_mercator, for tiles); name tipg's.
                 servers["tipg 1.6"] = (
                     f"http://127.0.0.1:{port}",
-                    "/collections/public.l_{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}?properties={props}",
+                    "/collections/public.l_{layer}/tiles/WebMercatorQuad/{z}/{x}/{y}?geom-column=geom&properties={props}",
                 )
 
             cases: dict[str, tuple[str, list[morecantile.Tile]]] = {

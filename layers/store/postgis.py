@@ -26,26 +26,15 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from layers.errors import UnavailableError
 from layers.features import Near
-from layers.model import FieldType
 from layers.store.backend import SpatialBackend, driver_connection
+from layers.store.postgis_tiles import MERCATOR, build_tile, has_tile_columns, tile_columns_ddl
 from layers.store.tables import ARROW_TYPES, SRID, LayerTables
 from layers.validation import RowBatch
 from layers.vectortiles import AGGREGATE_GRID, COUNT_PROPERTY, MAX_BYTES, MAX_FEATURES, TileSpec, VectorTile
 
-MERCATOR = 3857
 #: Twin's queries are short: JIT compiles longer than they run; a generic plan for a bound bbox
 #: scans and sorts every match (33 ms against 3.5 ms); parallel workers take 15–30 ms to start.
 SESSION_OPTIONS = "-c jit=off -c timezone=UTC -c plan_cache_mode=force_custom_plan -c max_parallel_workers_per_gather=0"
-
-
-def _mvt_column(column: sa.Column[Any], kind: FieldType) -> ColumnElement[Any]:
-    """A property as ``layers.vectortiles.mvt_value`` writes it: times as ISO 8601 UTC text."""
-    if kind is FieldType.DATETIME:
-        utc = sa.func.timezone("UTC", column)
-        return sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"').label(column.name)
-    if kind is FieldType.DATE:
-        return sa.func.to_char(column, "YYYY-MM-DD").label(column.name)
-    return column
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -138,30 +127,11 @@ class PostGISBackend(SpatialBackend):
         names: list[str],
         filters: list[ColumnElement[bool]],
     ) -> VectorTile:
-        """ST_AsMVTGeom + ST_AsMVT in one query; the row count comes back with it, to bound the tile."""
-        table = tables.current
-        layer = tables.definition
-        envelope = sa.func.ST_MakeEnvelope(spec.west, spec.south, spec.east, spec.north, MERCATOR)
-        # SRIDs as integers: with a text CRS, PostGIS rebuilds the transformation for every row.
-        mvt_geom = sa.func.ST_AsMVTGeom(
-            sa.func.ST_Transform(table.c.geom, MERCATOR), envelope, spec.extent, spec.buffer, True
-        )
-        fields = {f.name: f for f in layer.fields}
-        rows = (
-            sa.select(table.c.fid, mvt_geom.label("geom"), *(_mvt_column(table.c[n], fields[n].type) for n in names))
-            .where(self.box_prefilter(table, spec.lonlat_box()), *filters)
-            .limit(MAX_FEATURES + 1)
-            .subquery("q")
-        )
-        encoded = sa.func.ST_AsMVT(sa.literal_column("q"), layer.id, spec.extent, "geom", "fid", type_=sa.LargeBinary)
-        data, found, drawn = conn.execute(
-            sa.select(
-                encoded.filter(rows.c.geom.is_not(None)), sa.func.count(), sa.func.count(rows.c.geom)
-            ).select_from(rows)
-        ).one()
-        data = bytes(data or b"")
+        """ST_AsMVT in one query (see ``postgis_tiles``); the row count comes back with it, to bound the tile."""
+        data, found, drawn = build_tile(conn, tables, spec, names, filters)
         if found <= MAX_FEATURES and len(data) <= MAX_BYTES:
-            return VectorTile(layer.id, data, drawn, False)
+            return VectorTile(tables.definition.id, data, drawn, False)
+        envelope = sa.func.ST_MakeEnvelope(spec.west, spec.south, spec.east, spec.north, MERCATOR)
         return self._aggregate_tile(conn, tables, spec, envelope, filters)
 
     def _aggregate_tile(
@@ -247,6 +217,9 @@ class PostGISBackend(SpatialBackend):
     def create_tables(self, conn: Connection, tables: LayerTables) -> None:
         tables.current.create(conn)
         tables.history.create(conn)
+        if has_tile_columns(tables.definition):
+            for statement in tile_columns_ddl(tables.current.name, tables.definition.geometry_type):
+                conn.exec_driver_sql(statement)
 
     def drop_tables(self, conn: Connection, tables: LayerTables) -> None:
         tables.history.drop(conn)

@@ -1,0 +1,183 @@
+"""Vector tiles in one PostGIS query, and the columns that make polygon tiles cheap.
+
+``ST_AsMVTGeom`` is most of a polygon tile's cost: it clips each polygon
+to the tile's buffer and repairs what snapping to the 4096 grid may break,
+even for the many polygons that lie inside the tile and that snapping cannot
+break. A polygon layer therefore keeps two generated columns (PostgreSQL
+computes them on every insert and update, whatever writes the row):
+
+* ``_mercator``: the geometry in Web Mercator, rings turned clockwise, so that
+  flipping y for the tile grid leaves them as MVT wants them (exterior rings
+  clockwise on screen). No row needs ``ST_Transform`` at tile time.
+* ``_clearance``: the geometry's minimum clearance in degrees (GEOS): the least
+  distance between a vertex and a segment not its own. Snapping moves each
+  vertex by at most √½ grid unit, so a segment by as much, and two parts can
+  only meet after snapping if they were within √2 units before. A polygon
+  whose clearance is over :data:`SAFE_CLEARANCE_UNITS` grid units stays valid
+  once snapped, and one inside the tile's buffer needs no clipping.
+
+Such polygons are moved to the grid with ``ST_Affine`` and ``ST_SnapToGrid``,
+which is what ``ST_AsMVTGeom`` does to them too; every other feature goes
+through ``ST_AsMVTGeom``. Degrees convert to grid units through the tile's
+width in longitude: Web Mercator stretches latitude more than longitude, never
+less, so the clearance in grid units is at least what this computes.
+
+The statement of a layer and column list is built and compiled once, with the
+tile's numbers bound; the result comes back in binary (bytea as raw bytes,
+not hex text).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from layers.model import FieldType, GeometryType, LayerDefinition
+from layers.store.backend import driver_connection
+from layers.store.tables import SRID, LayerTables
+from layers.vectortiles import MAX_FEATURES, TileSpec
+
+MERCATOR = 3857
+MERCATOR_COLUMN = "_mercator"
+CLEARANCE_COLUMN = "_clearance"
+#: Snapping can move two parts of a polygon √2 grid units closer; keep a margin over that.
+SAFE_CLEARANCE_UNITS = 2.0
+POLYGONAL = frozenset({GeometryType.POLYGON, GeometryType.MULTIPOLYGON})
+_CAPACITY = 256
+
+
+def has_tile_columns(layer: LayerDefinition) -> bool:
+    return layer.geometry_type in POLYGONAL
+
+
+def tile_columns_ddl(table_name: str, geometry_type: GeometryType) -> list[str]:
+    """The statements that add the generated tile columns to a polygon layer's table."""
+    table = '"' + table_name.replace('"', '""') + '"'
+    return [
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {MERCATOR_COLUMN} geometry({geometry_type.value}, {MERCATOR}) "
+        f"GENERATED ALWAYS AS (ST_ForcePolygonCW(ST_Transform(geom, {MERCATOR}))) STORED",
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {CLEARANCE_COLUMN} double precision "
+        "GENERATED ALWAYS AS (ST_MinimumClearance(geom)) STORED",
+    ]
+
+
+def mvt_column(column: sa.Column[Any], kind: FieldType) -> ColumnElement[Any]:
+    """A property as ``layers.vectortiles.mvt_value`` writes it: times as ISO 8601 UTC text."""
+    if kind is FieldType.DATETIME:
+        utc = sa.func.timezone("UTC", column)
+        return sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS"Z"').label(column.name)
+    if kind is FieldType.DATE:
+        return sa.func.to_char(column, "YYYY-MM-DD").label(column.name)
+    return column
+
+
+def _float(name: str) -> Any:
+    return sa.bindparam(name, type_=sa.Float)
+
+
+def _tile_statement(
+    tables: LayerTables, names: list[str], filters: list[ColumnElement[bool]]
+) -> sa.Select[bytes, int, int]:
+    """The tile, its candidate count and its drawn count, with the tile's numbers as bind parameters."""
+    table = tables.current
+    layer = tables.definition
+    envelope = sa.func.ST_MakeEnvelope(_float("w"), _float("s"), _float("e"), _float("n"), MERCATOR)
+    box = sa.func.ST_MakeEnvelope(_float("bw"), _float("bs"), _float("be"), _float("bn"), SRID)
+    extent, buffer = sa.bindparam("extent", type_=sa.Integer), sa.bindparam("buffer", type_=sa.Integer)
+    if has_tile_columns(layer):
+        mercator: ColumnElement[Any] = sa.literal_column(MERCATOR_COLUMN)
+        on_grid = sa.func.ST_SnapToGrid(
+            sa.func.ST_Affine(mercator, _float("sx"), 0.0, 0.0, _float("sy"), _float("dx"), _float("dy")), 1.0
+        )
+        safe = sa.and_(
+            table.c.geom.op("@")(box), sa.literal_column(CLEARANCE_COLUMN) >= sa.bindparam("clearance", type_=sa.Float)
+        )
+        geom: ColumnElement[Any] = sa.case(
+            (safe, on_grid), else_=sa.func.ST_AsMVTGeom(mercator, envelope, extent, buffer, True)
+        )
+    else:
+        # SRIDs as integers: with a text CRS, PostGIS rebuilds the transformation for every row.
+        geom = sa.func.ST_AsMVTGeom(sa.func.ST_Transform(table.c.geom, MERCATOR), envelope, extent, buffer, True)
+    fields = {f.name: f for f in layer.fields}
+    rows = (
+        sa.select(table.c.fid, geom.label("geom"), *(mvt_column(table.c[n], fields[n].type) for n in names))
+        .where(table.c.geom.op("&&")(box), *filters)
+        .limit(MAX_FEATURES + 1)
+        .subquery("q")
+    )
+    encoded = sa.func.ST_AsMVT(sa.literal_column("q"), layer.id, extent, "geom", "fid", type_=sa.LargeBinary)
+    drawn = encoded.filter(rows.c.geom.is_not(None))
+    return sa.select(drawn, sa.func.count(), sa.func.count(rows.c.geom)).select_from(rows)
+
+
+_compiled: OrderedDict[tuple[Any, ...], tuple[str, dict[str, Any]]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _compile(
+    conn: Connection, tables: LayerTables, names: list[str], filters: list[ColumnElement[bool]]
+) -> tuple[str, dict[str, Any]]:
+    """SQL text and its constant parameters; kept per (tables, names) when there are no extra filters.
+
+    The key holds the table object itself, which the registry rebuilds when the
+    catalog changes, so an altered layer never meets a stale statement."""
+    key = (tables.current, tuple(names))
+    if not filters:
+        with _lock:
+            found = _compiled.get(key)
+            if found is not None:
+                _compiled.move_to_end(key)
+                return found
+    compiled = _tile_statement(tables, names, filters).compile(dialect=conn.dialect)
+    result = (compiled.string, dict(compiled.params))
+    if not filters:
+        with _lock:
+            _compiled[key] = result
+            while len(_compiled) > _CAPACITY:
+                _compiled.popitem(last=False)
+    return result
+
+
+def tile_parameters(spec: TileSpec) -> dict[str, Any]:
+    """The numbers of one tile: its Mercator bounds, its lon/lat search box, the grid transform."""
+    west, south, east, north = spec.lonlat_box()
+    scale = spec.extent / (spec.east - spec.west)
+    degrees_per_unit = 360.0 / (2**spec.z * spec.extent)  # of longitude; a unit spans more latitude
+    return {
+        "w": spec.west,
+        "s": spec.south,
+        "e": spec.east,
+        "n": spec.north,
+        "bw": west,
+        "bs": south,
+        "be": east,
+        "bn": north,
+        "extent": spec.extent,
+        "buffer": spec.buffer,
+        # x' = (x - west)·scale, y' = (north - y)·scale: the tile grid, y down.
+        "sx": scale,
+        "sy": -scale,
+        "dx": -spec.west * scale,
+        "dy": spec.north * scale,
+        "clearance": SAFE_CLEARANCE_UNITS * degrees_per_unit,
+    }
+
+
+def build_tile(
+    conn: Connection, tables: LayerTables, spec: TileSpec, names: list[str], filters: list[ColumnElement[bool]]
+) -> tuple[bytes, int, int]:
+    """(MVT bytes, candidates found up to MAX_FEATURES + 1, features drawn) in one round trip."""
+    sql, constants = _compile(conn, tables, names, filters)
+    cursor = driver_connection(conn).cursor(binary=True)
+    try:
+        row = cursor.execute(sql, {**constants, **tile_parameters(spec)}).fetchone()
+    finally:
+        cursor.close()
+    assert row is not None
+    data, found, drawn = row
+    return bytes(data or b""), found, drawn

@@ -44,6 +44,8 @@ class SpatialBackend(ABC):
     """One database family. Subclasses hold no state beyond their engine options."""
 
     name: ClassVar[str]
+    #: True where a read needs no transaction: each of its statements sees a fresh snapshot anyway.
+    AUTOCOMMIT_READS: ClassVar[bool] = False
 
     @abstractmethod
     def create_engine(self, url: str) -> Engine:

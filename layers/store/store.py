@@ -120,8 +120,13 @@ class LayerStore:
         return None if self.writes is None else self.writes.read()
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
+    def _read(self, *, streaming: bool = False) -> Iterator[Connection]:
+        """A read. Where the backend allows (``SpatialBackend.AUTOCOMMIT_READS``), without BEGIN and
+        COMMIT, two round trips; a streaming read keeps its transaction (a server-side cursor needs one)."""
+        conn = self.engine.connect()
+        if self.backend.AUTOCOMMIT_READS and not streaming:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with conn, conn.begin():
             yield conn
 
     @contextmanager
@@ -202,7 +207,7 @@ class LayerStore:
         self, layer_id: str, query: FeatureQuery = FeatureQuery(), batch_size: int = 10_000
     ) -> Iterator[list[Feature]]:
         """Stream a large result in batches from one statement (one consistent snapshot)."""
-        with self._read() as conn:
+        with self._read(streaming=True) as conn:
             tables = self.registry.tables(conn, layer_id)
             names = selected_names(tables.definition, query)
             result = conn.execution_options(yield_per=batch_size).execute(feature_select(self.backend, tables, query))

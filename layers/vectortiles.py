@@ -141,21 +141,31 @@ def representative_points(geometries: NDArray[Any]) -> NDArray[np.float64]:
     return np.column_stack(((bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2))
 
 
+def cell_edges(spec: TileSpec) -> tuple[list[float], list[float]]:
+    """The aggregation grid's edges in lon/lat: longitudes west to east, latitudes north to south."""
+    steps = np.arange(AGGREGATE_GRID + 1) * spec.cell
+    lons, _ = _TO_LONLAT.transform(spec.west + steps, np.full(len(steps), spec.north))
+    _, lats = _TO_LONLAT.transform(np.full(len(steps), spec.west), spec.north - steps)
+    return [float(v) for v in lons], [float(v) for v in lats]
+
+
 def encode_aggregates(name: str, spec: TileSpec, lonlat: NDArray[np.float64]) -> VectorTile:
     """Count points (lon/lat) per grid cell of the tile; one point feature per non-empty cell."""
     if len(lonlat) == 0:
         return VectorTile(name, b"", 0, True)
     mx, my = (np.asarray(v) for v in _TO_MERCATOR.transform(lonlat[:, 0], lonlat[:, 1]))
     inside = (mx >= spec.west) & (mx < spec.east) & (my > spec.south) & (my <= spec.north)
-    mx, my = mx[inside], my[inside]
+    mx, my, lonlat = mx[inside], my[inside], lonlat[inside]
     if len(mx) == 0:
         return VectorTile(name, b"", 0, True)
     cx = np.floor((mx - spec.west) / spec.cell).astype(np.int64)
     cy = np.floor((spec.north - my) / spec.cell).astype(np.int64)
     cells = cy * AGGREGATE_GRID + cx
     ids, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
-    mean_x = np.bincount(inverse, weights=mx) / counts
-    mean_y = np.bincount(inverse, weights=my) / counts
+    # The mean position in lon/lat, then projected, as PostGIS computes it.
+    mean_lon = np.bincount(inverse, weights=lonlat[:, 0]) / counts
+    mean_lat = np.bincount(inverse, weights=lonlat[:, 1]) / counts
+    mean_x, mean_y = (np.asarray(v) for v in _TO_MERCATOR.transform(mean_lon, mean_lat))
     scale = spec.extent / (spec.east - spec.west)
     tx = np.rint((mean_x - spec.west) * scale)
     ty = np.rint((mean_y - spec.south) * scale)

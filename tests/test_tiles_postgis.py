@@ -18,12 +18,14 @@ import pytest
 import shapely
 import shapely.affinity
 import sqlalchemy as sa
-from shapely.geometry import MultiPolygon, Polygon, box, shape
+from shapely.geometry import MultiPolygon, Point, Polygon, box, shape
 
 from layers.features import FeatureInput
 from layers.model import LayerDefinition
 from layers.store import LayerStore
+from layers.store.postgis import PostGISBackend
 from layers.store.postgis_tiles import tile_parameters
+from layers.vectortiles import MAX_FEATURES, TileSpec
 from tiles.grid import TileAddress, tile_spec
 
 LON, LAT = 109.2195, 13.7695  # central Quy Nhơn
@@ -177,3 +179,34 @@ def test_an_old_database_gets_the_tile_columns(pg_store: LayerStore, postgis_url
         assert reopened.vector_tile("parcels", spec).data == before
     finally:
         reopened.close()
+
+
+def test_a_dense_tile_is_counted_first_and_comes_out_the_same(pg_store: LayerStore) -> None:
+    points = LayerDefinition.model_validate(
+        {"id": "lights", "title": "Đèn đường", "geometry_type": "Point", "fields": [{"name": "code", "type": "string"}]}
+    )
+    pg_store.create_layer(points)
+    x, y = _tile_of(15)
+    spec = tile_spec(TileAddress("WebMercatorQuad", 15, x, y))
+    west, south, east, north = spec.lonlat_box(buffered=False)
+    rng = np.random.default_rng(5)
+    lons, lats = rng.uniform(west, east, MAX_FEATURES + 500), rng.uniform(south, north, MAX_FEATURES + 500)
+    pg_store.insert_features(
+        "lights", [FeatureInput(Point(a, b), {"code": str(i)}) for i, (a, b) in enumerate(zip(lons, lats, strict=True))]
+    )
+    backend = pg_store.backend
+    assert isinstance(backend, PostGISBackend)
+    first = pg_store.vector_tile("lights", spec)  # encoded, found too full, then counted per cell
+    assert first.aggregated and ("l_lights", 15) in backend._dense
+    again = pg_store.vector_tile("lights", spec)  # counted first: no encoding thrown away
+    assert again == first
+    sparse = tile_spec(TileAddress("WebMercatorQuad", 15, x + 3, y))
+    pg_store.insert_features("lights", [FeatureInput(Point(*_centre_of(sparse)), {"code": "lone"})])
+    lone = pg_store.vector_tile("lights", sparse)  # the hint is wrong here: the tile is still drawn
+    assert not lone.aggregated and lone.features == 1
+    assert ("l_lights", 15) not in backend._dense
+
+
+def _centre_of(spec: TileSpec) -> tuple[float, float]:
+    west, south, east, north = spec.lonlat_box(buffered=False)
+    return (west + east) / 2, (south + north) / 2

@@ -41,7 +41,7 @@ WRITE_OPTION = "twin_write"
 
 
 class SpatialBackend(ABC):
-    """One database family. Subclasses hold no state beyond their engine options."""
+    """One database family. Subclasses hold no state beyond their engine options and speed hints."""
 
     name: ClassVar[str]
     #: True where a read needs no transaction: each of its statements sees a fresh snapshot anyway.

@@ -27,10 +27,16 @@ from sqlalchemy.sql.elements import ColumnElement
 from layers.errors import UnavailableError
 from layers.features import Near
 from layers.store.backend import SpatialBackend, driver_connection
-from layers.store.postgis_tiles import MERCATOR, build_tile, has_tile_columns, tile_columns_ddl
+from layers.store.postgis_tiles import (
+    aggregate_tile,
+    build_tile,
+    capped_count,
+    has_tile_columns,
+    tile_columns_ddl,
+)
 from layers.store.tables import ARROW_TYPES, SRID, LayerTables
 from layers.validation import RowBatch
-from layers.vectortiles import AGGREGATE_GRID, COUNT_PROPERTY, MAX_BYTES, MAX_FEATURES, TileSpec, VectorTile
+from layers.vectortiles import MAX_BYTES, MAX_FEATURES, TileSpec, VectorTile
 
 #: Twin's queries are short: JIT compiles longer than they run; a generic plan for a bound bbox
 #: scans and sorts every match (33 ms against 3.5 ms); parallel workers take 15–30 ms to start.
@@ -47,6 +53,11 @@ def sqlalchemy_url(url: str) -> str:
 
 class PostGISBackend(SpatialBackend):
     name = "postgis"
+
+    def __init__(self) -> None:
+        #: (table, zoom) whose last tile had too many features: a hint, never a rule.
+        self._dense: set[tuple[str, int]] = set()
+
     # Twin reads at READ COMMITTED, where each statement takes its own snapshot: BEGIN and COMMIT
     # around a read would only cost two round trips.
     AUTOCOMMIT_READS = True
@@ -130,66 +141,21 @@ class PostGISBackend(SpatialBackend):
         names: list[str],
         filters: list[ColumnElement[bool]],
     ) -> VectorTile:
-        """ST_AsMVT in one query (see ``postgis_tiles``); the row count comes back with it, to bound the tile."""
+        """ST_AsMVT in one query (see ``postgis_tiles``); the row count comes back with it, to bound the tile.
+
+        Where the last tile of this layer and zoom had to be aggregated, the next one is likely to be
+        too: its features are counted first (up to ``MAX_FEATURES + 1``), so that no tile is encoded
+        only to be thrown away."""
+        dense = (tables.current.name, spec.z)
+        if dense in self._dense and capped_count(conn, tables, spec, filters) > MAX_FEATURES:
+            return aggregate_tile(conn, tables, spec, filters)
         data, found, drawn = build_tile(conn, tables, spec, names, filters)
         if found <= MAX_FEATURES and len(data) <= MAX_BYTES:
+            self._dense.discard(dense)
             return VectorTile(tables.definition.id, data, drawn, False)
-        envelope = sa.func.ST_MakeEnvelope(spec.west, spec.south, spec.east, spec.north, MERCATOR)
-        return self._aggregate_tile(conn, tables, spec, envelope, filters)
-
-    def _aggregate_tile(
-        self,
-        conn: Connection,
-        tables: LayerTables,
-        spec: TileSpec,
-        envelope: ColumnElement[Any],
-        filters: list[ColumnElement[bool]],
-    ) -> VectorTile:
-        """Counts per grid cell, as ``layers.vectortiles.encode_aggregates`` computes them."""
-        table = tables.current
-        geom = table.c.geom
-        centre = sa.func.ST_Transform(
-            sa.func.ST_SetSRID(
-                sa.func.ST_MakePoint(
-                    (sa.func.ST_XMin(geom) + sa.func.ST_XMax(geom)) / 2,
-                    (sa.func.ST_YMin(geom) + sa.func.ST_YMax(geom)) / 2,
-                ),
-                SRID,
-            ),
-            MERCATOR,
-        )
-        points = (
-            sa.select(sa.func.ST_X(centre).label("mx"), sa.func.ST_Y(centre).label("my"))
-            .where(self.box_prefilter(table, spec.lonlat_box(buffered=False)), *filters)
-            .subquery("p")
-        )
-        cell = spec.cell
-        inside = (
-            sa.select(
-                points.c.mx,
-                points.c.my,
-                sa.func.floor((points.c.mx - spec.west) / cell).label("cx"),
-                sa.func.floor((spec.north - points.c.my) / cell).label("cy"),
-            )
-            .where(
-                points.c.mx >= spec.west, points.c.mx < spec.east, points.c.my > spec.south, points.c.my <= spec.north
-            )
-            .subquery("c")
-        )
-        mean = sa.func.ST_SetSRID(sa.func.ST_MakePoint(sa.func.avg(inside.c.mx), sa.func.avg(inside.c.my)), MERCATOR)
-        cells = (
-            sa.select(
-                sa.cast(inside.c.cy * AGGREGATE_GRID + inside.c.cx + 1, sa.BigInteger).label("id"),
-                sa.func.ST_AsMVTGeom(mean, envelope, spec.extent, 0, False).label("geom"),
-                sa.func.count().label(COUNT_PROPERTY),
-            )
-            .group_by(inside.c.cx, inside.c.cy)
-            .subquery("q")
-        )
-        layer = tables.definition.id
-        encoded = sa.func.ST_AsMVT(sa.literal_column("q"), layer, spec.extent, "geom", "id", type_=sa.LargeBinary)
-        data, drawn = conn.execute(sa.select(encoded, sa.func.count()).select_from(cells)).one()
-        return VectorTile(layer, bytes(data or b""), drawn, True)
+        if found > MAX_FEATURES:
+            self._dense.add(dense)
+        return aggregate_tile(conn, tables, spec, filters)
 
     def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
         return table.c.geom.op("<->")(self.point(lon, lat))

@@ -34,13 +34,14 @@ from collections import OrderedDict
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.model import FieldType, GeometryType, LayerDefinition
 from layers.store.backend import driver_connection
 from layers.store.tables import SRID, LayerTables
-from layers.vectortiles import MAX_FEATURES, TileSpec
+from layers.vectortiles import AGGREGATE_GRID, COUNT_PROPERTY, MAX_FEATURES, TileSpec, VectorTile, cell_edges
 
 MERCATOR = 3857
 MERCATOR_COLUMN = "_mercator"
@@ -181,3 +182,58 @@ def build_tile(
     assert row is not None
     data, found, drawn = row
     return bytes(data or b""), found, drawn
+
+
+def capped_count(conn: Connection, tables: LayerTables, spec: TileSpec, filters: list[ColumnElement[bool]]) -> int:
+    """How many features the tile would hold, counted up to ``MAX_FEATURES + 1`` on the index."""
+    table = tables.current
+    box = sa.func.ST_MakeEnvelope(*spec.lonlat_box(), SRID)
+    candidates = sa.select(sa.literal(1)).where(table.c.geom.op("&&")(box), *filters).limit(MAX_FEATURES + 1)
+    return int(conn.execute(sa.select(sa.func.count()).select_from(candidates.subquery())).scalar_one())
+
+
+def aggregate_tile(
+    conn: Connection, tables: LayerTables, spec: TileSpec, filters: list[ColumnElement[bool]]
+) -> VectorTile:
+    """Counts per grid cell, as ``layers.vectortiles.encode_aggregates`` computes them.
+
+    Cells are found in lon/lat against their edges, computed here once per tile
+    (Web Mercator keeps meridians and parallels straight), so no row is projected;
+    only each cell's mean position is."""
+    table = tables.current
+    layer = tables.definition
+    west, south, east, north = spec.lonlat_box(buffered=False)
+    found = (table.c.geom.op("&&")(sa.func.ST_MakeEnvelope(west, south, east, north, SRID)), *filters)
+    lon: ColumnElement[Any]
+    lat: ColumnElement[Any]
+    if layer.geometry_type is GeometryType.POINT:
+        lon, lat = sa.func.ST_X(table.c.geom), sa.func.ST_Y(table.c.geom)
+        points = sa.select(lon.label("lon"), lat.label("lat")).where(*found).subquery("p")
+    else:  # the centre of the bounding box
+        boxes = sa.select(sa.func.Box2D(table.c.geom).label("b")).where(*found).subquery("b")
+        lon = (sa.func.ST_XMin(boxes.c.b) + sa.func.ST_XMax(boxes.c.b)) / 2
+        lat = (sa.func.ST_YMin(boxes.c.b) + sa.func.ST_YMax(boxes.c.b)) / 2
+        points = sa.select(lon.label("lon"), lat.label("lat")).subquery("p")
+    columns, rows = cell_edges(spec)
+    edges = postgresql.ARRAY(sa.Float)
+    # width_bucket: b with edge[b-1] <= v < edge[b]; rows count down from the north edge, which belongs to row 0.
+    cx = sa.func.width_bucket(points.c.lon, sa.cast(columns, edges)) - 1
+    cy = sa.func.width_bucket(-points.c.lat, sa.cast([-lat for lat in rows], edges)) - 1
+    inside = sa.select(points.c.lon, points.c.lat, cx.label("cx"), cy.label("cy")).subquery("c")
+    mean = sa.func.ST_Transform(
+        sa.func.ST_SetSRID(sa.func.ST_MakePoint(sa.func.avg(inside.c.lon), sa.func.avg(inside.c.lat)), SRID), MERCATOR
+    )
+    envelope = sa.func.ST_MakeEnvelope(spec.west, spec.south, spec.east, spec.north, MERCATOR)
+    cells = (
+        sa.select(
+            sa.cast(inside.c.cy * AGGREGATE_GRID + inside.c.cx + 1, sa.BigInteger).label("id"),
+            sa.func.ST_AsMVTGeom(mean, envelope, spec.extent, 0, False).label("geom"),
+            sa.func.count().label(COUNT_PROPERTY),
+        )
+        .where(inside.c.cx.between(0, AGGREGATE_GRID - 1), inside.c.cy.between(0, AGGREGATE_GRID - 1))
+        .group_by(inside.c.cx, inside.c.cy)
+        .subquery("q")
+    )
+    encoded = sa.func.ST_AsMVT(sa.literal_column("q"), layer.id, spec.extent, "geom", "id", type_=sa.LargeBinary)
+    data, drawn = conn.execute(sa.select(encoded, sa.func.count()).select_from(cells)).one()
+    return VectorTile(layer.id, bytes(data or b""), drawn, True)

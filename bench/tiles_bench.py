@@ -1,6 +1,6 @@
 """Tiles benchmark: Twin (cold and warm) vs tipg vs a raw asyncpg floor vs a ceiling, same PostGIS, same data.
 
-    .venv/bin/python bench/tiles_bench.py [--points 1000000] [--polygons 100000] [--seconds 10]
+    .venv/bin/python bench/tiles_bench.py [--points 1000000] [--polygons 100000] [--seconds 10] [--rounds 2]
                                           [--connections 1,4,8] [--tipg /tmp/tipgvenv/bin/python]
 
 1. Generates 1,000,000 points and 100,000 small polygons (10–40 m rectangles)
@@ -14,7 +14,8 @@
    features (by name/code). Tiles where Twin aggregates (over 10,000 features)
    are not equal content: they are timed in their own row and marked.
 4. ``wrk`` rotates through the z14 tiles covering the data (and z15 for
-   points) at 1, 4 and 8 connections. Prints a markdown table.
+   points) at 1, 4 and 8 connections; the servers take turns in short rounds.
+   Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -120,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--polygons", type=int, default=100_000)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=10, help="per server and cell, split over the rounds")
+    parser.add_argument("--rounds", type=int, default=2, help="turns each server takes in each cell")
     parser.add_argument("--connections", default="1,4,8")
     parser.add_argument("--tipg", default="/tmp/tipgvenv/bin/python")
     args = parser.parse_args()
@@ -211,10 +213,22 @@ def main() -> None:
                         "not the same content, so not a like-for-like comparison"
                     )
             results: dict[tuple[str, str, int], tuple[float, float, float]] = {}
+            # Servers take turns within each cell, in short rounds, so that the machine's drift
+            # (this is a shared 2-core VM) falls on all of them alike; each cell reports the sum of its
+            # rounds' requests over their time, and the median of their latencies.
             for case in cases:
-                for name, (base, _) in servers.items():
-                    for c in connections:
-                        results[(name, case, c)] = run_wrk(base, paths[(name, case)], c, args.seconds, tmp)
+                for c in connections:
+                    rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in servers}
+                    for _ in range(args.rounds):
+                        for name, (base, _) in servers.items():
+                            seconds = max(1, round(args.seconds / args.rounds))
+                            rounds[name].append(run_wrk(base, paths[(name, case)], c, seconds, tmp))
+                    for name, runs in rounds.items():
+                        results[(name, case, c)] = (
+                            float(np.mean([r[0] for r in runs])),
+                            float(np.median([r[1] for r in runs])),
+                            float(np.median([r[2] for r in runs])),
+                        )
                         print(name, case, c, results[(name, case, c)], file=sys.stderr)
         finally:
             for process in processes:
@@ -222,7 +236,7 @@ def main() -> None:
                 process.wait(timeout=30)
     print(
         f"\n### Vector tiles over {args.points:,} points and {args.polygons:,} polygons "
-        f"({args.seconds} s a cell, one run)\n"
+        f"({args.seconds} s a server and cell, in {args.rounds} alternating rounds; one run)\n"
     )
     for case in cases:
         short = (

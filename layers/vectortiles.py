@@ -27,6 +27,9 @@ import shapely
 from numpy.typing import NDArray
 from pyproj import Transformer
 
+from layers.model import FieldType
+from layers.mvtpoints import encode_points
+
 #: Most features a tile carries before it is aggregated.
 MAX_FEATURES = 10_000
 #: Largest encoded layer before it is aggregated.
@@ -133,6 +136,38 @@ def encode_features(
         default_options={"extents": spec.extent, "y_coord_down": False, "check_winding_order": True},
     )
     return VectorTile(name, data, len(features), False)
+
+
+def encode_point_rows(
+    name: str,
+    spec: TileSpec,
+    fids: Sequence[int],
+    lon: Sequence[float],
+    lat: Sequence[float],
+    columns: Sequence[tuple[str, FieldType, Sequence[Any]]],
+) -> VectorTile:
+    """Points given in EPSG:4326, as ``ST_AsMVTGeom`` + ``ST_AsMVT`` put them in a tile, written by
+    ``layers.mvtpoints``: snapped to the grid (``rint``), those then within the buffer (edges included)."""
+    x, y = (np.asarray(v) for v in _TO_MERCATOR.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat)))
+    scale = spec.extent / (spec.east - spec.west)
+    tx, ty = np.rint((x - spec.west) * scale), np.rint((spec.north - y) * scale)
+    low, high = -spec.buffer, spec.extent + spec.buffer
+    keep = (tx >= low) & (tx <= high) & (ty >= low) & (ty <= high)
+    if not keep.any():
+        return VectorTile(name, b"", 0, False)
+    if not keep.all():
+        kept = np.flatnonzero(keep).tolist()
+        fids = [fids[i] for i in kept]
+        columns = [(key, kind, [values[i] for i in kept]) for key, kind, values in columns]
+    data = encode_points(
+        name,
+        spec.extent,
+        np.asarray(fids, dtype=np.int64),
+        tx[keep].astype(np.int64),
+        ty[keep].astype(np.int64),
+        columns,
+    )
+    return VectorTile(name, data, int(keep.sum()), False)
 
 
 def representative_points(geometries: NDArray[Any]) -> NDArray[np.float64]:

@@ -245,6 +245,30 @@ def test_terrarium_heights_match_the_dem(http: tuple[TestClient, RasterCatalog],
     assert _image(default.content).shape == (3, 512, 512)  # MapLibre's raster-dem default
 
 
+def test_a_kept_tile_follows_its_file(
+    http: tuple[TestClient, RasterCatalog], aligned_dem: Path, tmp_path: Path
+) -> None:
+    """Rendered tiles are kept in memory; a DEM rewritten in place is served anew, never from what was kept."""
+    client, rasters = http
+    rasters.register(RasterDefinition(id="dem", title="DEM", kind=RasterKind.DEM, source=str(aligned_dem)))
+    url = _tile_url("dem", CITY, "terrain", ".png?tilesize=256")
+    first = client.get(url)
+    assert client.get(url).content == first.content
+    with rasterio.open(aligned_dem) as dem:
+        raised = dem.read(1) + 100
+        profile = dem.profile
+    plain = write_tiff(tmp_path / "raised.tif", raised, profile["transform"], "EPSG:3857", nodata=-9999)
+    write_cog_from(plain, aligned_dem, continuous=True)
+    second = client.get(url)
+    assert second.headers["etag"] != first.headers["etag"]
+
+    def heights(content: bytes) -> np.ndarray:
+        rgb = _image(content).astype("float64")
+        return rgb[0] * 256 + rgb[1] + rgb[2] / 256 - 32768
+
+    assert np.abs(heights(second.content) - heights(first.content) - 100).max() <= 2 / 256 + 1e-3
+
+
 def test_outside_the_raster_the_grid_or_its_zooms_is_a_problem(
     http: tuple[TestClient, RasterCatalog], aligned_dem: Path, striped_tiff: Path
 ) -> None:

@@ -11,6 +11,7 @@ topologically equal, valid shapes.
 from __future__ import annotations
 
 import math
+from datetime import UTC, date, datetime, timedelta
 
 import mapbox_vector_tile
 import numpy as np
@@ -113,6 +114,12 @@ def shortcut_count(store: LayerStore, table: str, z: int, x: int, y: int) -> int
         return int(conn.execute(sql, params).scalar_one())
 
 
+def windings(geometry: object) -> list[tuple[bool, ...]]:
+    """Each part's rings, counter-clockwise or not, in tile units (y down): exteriors one way, holes the other."""
+    parts = getattr(geometry, "geoms", [geometry])
+    return sorted(tuple(ring.is_ccw for ring in (p.exterior, *p.interiors)) for p in parts)
+
+
 def shapes_of(data: bytes, layer: str) -> dict[int, object]:
     decoded = mapbox_vector_tile.decode(data, default_options={"y_coord_down": True})
     return {f["id"]: shape(f["geometry"]) for f in decoded.get(layer, {"features": []})["features"]}
@@ -145,6 +152,7 @@ def test_snapped_polygons_match_st_asmvtgeom(pg_store: LayerStore, z: int) -> No
             for fid, geometry in ours.items():
                 assert geometry.is_valid, (z, table, fid, geometry.wkt)
                 assert geometry.equals(truth[fid]), (z, table, fid, geometry.wkt, truth[fid].wkt)  # type: ignore[attr-defined]
+                assert windings(geometry) == windings(truth[fid]), (z, table, fid)  # rings turned as MVT wants
             shortcuts += shortcut_count(pg_store, table, z, x + dx, y)
     if z >= 14:  # at these zooms most shapes are many grid units across: the shortcut is taken
         assert shortcuts > 20
@@ -210,3 +218,66 @@ def test_a_dense_tile_is_counted_first_and_comes_out_the_same(pg_store: LayerSto
 def _centre_of(spec: TileSpec) -> tuple[float, float]:
     west, south, east, north = spec.lonlat_box(buffered=False)
     return (west + east) / 2, (south + north) / 2
+
+
+def test_point_tiles_match_st_asmvt(pg_store: LayerStore) -> None:
+    """Point layers are written in Python (layers.mvtpoints): the same features, places and values as ST_AsMVT."""
+    layer = LayerDefinition.model_validate(
+        {
+            "id": "sensors",
+            "title": "Cảm biến",
+            "geometry_type": "Point",
+            "fields": [
+                {"name": "name", "type": "string"},
+                {"name": "level", "type": "integer"},
+                {"name": "reading", "type": "number"},
+                {"name": "online", "type": "boolean"},
+                {"name": "installed", "type": "date"},
+                {"name": "seen_at", "type": "datetime"},
+            ],
+        }
+    )
+    pg_store.create_layer(layer)
+    x, y = _tile_of(15)
+    spec = tile_spec(TileAddress("WebMercatorQuad", 15, x, y))
+    west, south, east, north = spec.lonlat_box()
+    pad = (east - west) * 0.05  # some points beyond the buffer
+    rng = np.random.default_rng(11)
+    n = 3000
+    lons, lats = rng.uniform(west - pad, east + pad, n), rng.uniform(south - pad, north + pad, n)
+    when = datetime(2026, 5, 1, tzinfo=UTC)
+    features = [
+        FeatureInput(
+            Point(lons[i], lats[i]),
+            {
+                "name": None if i % 9 == 0 else f"Trạm {i % 250}",
+                "level": None if i % 7 == 0 else int(rng.integers(-500, 500)),
+                "reading": None if i % 5 == 0 else float(rng.normal(30, 20)),
+                "online": None if i % 4 == 0 else bool(i % 3),
+                "installed": None if i % 6 == 0 else date(2020, 1, 1) + timedelta(days=i % 900),
+                "seen_at": None if i % 8 == 0 else when + timedelta(seconds=float(rng.uniform(0, 1e6))),
+            },
+        )
+        for i in range(n)
+    ]
+    pg_store.insert_features("sensors", features)
+    sql = sa.text(
+        """
+        SELECT ST_AsMVT(q, 'sensors', 4096, 'geom', 'fid') FROM (
+            SELECT fid, name, level, reading, online, to_char(installed, 'YYYY-MM-DD') AS installed,
+                   to_char(timezone('UTC', seen_at), 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS seen_at,
+                   ST_AsMVTGeom(ST_Transform(geom, 3857), ST_TileEnvelope(15, :x, :y), 4096, 64, true) AS geom
+            FROM l_sensors
+        ) q WHERE geom IS NOT NULL
+        """
+    )
+    with pg_store.engine.connect() as conn:
+        truth_bytes = bytes(conn.execute(sql, {"x": x, "y": y}).scalar_one())
+
+    def features_of(data: bytes) -> dict[int, tuple]:
+        decoded = mapbox_vector_tile.decode(data, default_options={"y_coord_down": True})["sensors"]["features"]
+        return {f["id"]: (tuple(f["geometry"]["coordinates"]), f["properties"]) for f in decoded}
+
+    ours, truth = features_of(pg_store.vector_tile("sensors", spec).data), features_of(truth_bytes)
+    assert 1000 < len(truth) < n  # the tile and its buffer, not the points beyond
+    assert ours == truth

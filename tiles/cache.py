@@ -12,10 +12,13 @@ import logging
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
+V = TypeVar("V")
 
 #: Browsers and MapLibre revalidate each time (a 304 is cheap); nothing stale outlives a write.
 CACHE_CONTROL = "no-cache"
@@ -73,6 +76,48 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return if_none_match.strip() == "*" or etag in tags
 
 
+class BytesLRU(Generic[V]):
+    """Thread-safe least-recently-used map bounded by the total size of its values."""
+
+    def __init__(self, max_bytes: int, size: Callable[[V], int]) -> None:
+        self.max_bytes = max_bytes
+        self._size = size
+        self._entries: OrderedDict[str, V] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> V | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: V) -> None:
+        size = self._size(value)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= self._size(old)
+            self._entries[key] = value
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= self._size(evicted)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"entries": len(self._entries), "bytes": self._bytes, "max_bytes": self.max_bytes}
+
+
 class TileCache:
     """Thread-safe LRU of tiles by total bytes, with an optional SQLite file behind it.
 
@@ -82,53 +127,31 @@ class TileCache:
 
     def __init__(self, max_bytes: int, disk_dir: Path | None = None) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, CachedTile] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._memory: BytesLRU[CachedTile] = BytesLRU(max_bytes, lambda entry: entry.size)
         self._disk = _DiskCache(disk_dir / "tiles.sqlite") if disk_dir is not None else None
 
     def get(self, key: str) -> CachedTile | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                return entry
-        if self._disk is not None:
-            entry = self._disk.get(key)
-            if entry is not None:
-                self._remember(key, entry)
+        entry = self._memory.get(key)
+        if entry is not None or self._disk is None:
             return entry
-        return None
+        entry = self._disk.get(key)
+        if entry is not None:
+            self._memory.put(key, entry)
+        return entry
 
     def put(self, key: str, entry: CachedTile) -> None:
-        self._remember(key, entry)
+        self._memory.put(key, entry)
         if self._disk is not None:
             self._disk.put(key, entry)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
+        self._memory.clear()
         if self._disk is not None:
             self._disk.clear()
 
     @property
     def stats(self) -> dict[str, int]:
-        with self._lock:
-            return {"entries": len(self._entries), "bytes": self._bytes, "max_bytes": self.max_bytes}
-
-    def _remember(self, key: str, entry: CachedTile) -> None:
-        if entry.size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old.size
-            self._entries[key] = entry
-            self._bytes += entry.size
-            while self._bytes > self.max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.size
+        return self._memory.stats
 
 
 class _DiskCache:

@@ -35,7 +35,7 @@ from titiler.core.utils import render_image
 
 from layers.errors import InvalidInputError, NotFoundError
 from layers.rasters import RasterCatalog, RasterKind, RasterLayer
-from tiles.cache import etag_matches
+from tiles.cache import BytesLRU, etag_matches
 from tiles.grid import TileAddress, parse_address, tile_matrix_set, tile_spec
 
 IMAGE_FORMATS = {"png": ImageType.png, "webp": ImageType.webp, "jpeg": ImageType.jpeg, "jpg": ImageType.jpeg}
@@ -165,9 +165,14 @@ class TerrainParams:
 class RasterTilesAPI:
     """Routes under ``/rasters``: the list, one layer, its tiles and TileJSON, and terrain for DEMs."""
 
-    def __init__(self, catalog: CatalogDependency, *, cache_control: str = TILE_CACHE_CONTROL) -> None:
+    def __init__(
+        self, catalog: CatalogDependency, *, cache_control: str = TILE_CACHE_CONTROL, cache_bytes: int = 64 * 2**20
+    ) -> None:
         self._catalog = catalog
         self._cache_control = cache_control
+        # Rendered tiles by ETag, which names the raster's fingerprint, the tile and the query: a raster
+        # registered again under the same id has a new fingerprint, so a kept image is never stale.
+        self._images: BytesLRU[tuple[bytes, str]] = BytesLRU(cache_bytes, lambda image: len(image[0]))
         self.router = APIRouter(tags=["Raster tiles"])
         self._add_documents()
         self._add_tiles()
@@ -263,15 +268,19 @@ class RasterTilesAPI:
             etag = _etag(layer, request, address)
             if _not_modified(request, etag):
                 return self._cached(Response(status_code=304), etag)
-            rescale, colormap = params.interval(layer), params.colormap(layer)
-            image = _read(layer, address, params.tilesize, params.resampling, indexes=None)
-            one_band = image.count == 1
-            content, media_type = render_image(
-                image,
-                colormap=cmap.get(colormap) if colormap and one_band else None,
-                output_format=image_type,
-                rescale=[rescale] * image.count if rescale else None,
-            )
+            kept = self._images.get(etag)
+            if kept is None:
+                rescale, colormap = params.interval(layer), params.colormap(layer)
+                image = _read(layer, address, params.tilesize, params.resampling, indexes=None)
+                one_band = image.count == 1
+                kept = render_image(
+                    image,
+                    colormap=cmap.get(colormap) if colormap and one_band else None,
+                    output_format=image_type,
+                    rescale=[rescale] * image.count if rescale else None,
+                )
+                self._images.put(etag, kept)
+            content, media_type = kept
             return self._cached(Response(content, media_type=media_type), etag)
 
         @self.router.get(
@@ -312,15 +321,18 @@ class RasterTilesAPI:
             etag = _etag(layer, request, address)
             if _not_modified(request, etag):
                 return self._cached(Response(status_code=304), etag)
-            heights = _read(layer, address, params.tilesize, Resampling.BILINEAR, indexes=1)
-            # Holes (nodata, or outside the raster at its edge) are sea level: MapLibre has no "no height".
-            encode = (
-                Terrarium(nodata_height=0.0)
-                if params.encoding is TerrainEncoding.TERRARIUM
-                else TerrainRGB(interval=0.1, baseval=-10000.0, nodata_height=0.0)
-            )
-            encoded = encode(heights)
-            content, media_type = render_image(encoded, output_format=ImageType.png, add_mask=False)
+            kept = self._images.get(etag)
+            if kept is None:
+                heights = _read(layer, address, params.tilesize, Resampling.BILINEAR, indexes=1)
+                # Holes (nodata, or outside the raster at its edge) are sea level: MapLibre has no "no height".
+                encode = (
+                    Terrarium(nodata_height=0.0)
+                    if params.encoding is TerrainEncoding.TERRARIUM
+                    else TerrainRGB(interval=0.1, baseval=-10000.0, nodata_height=0.0)
+                )
+                kept = render_image(encode(heights), output_format=ImageType.png, add_mask=False)
+                self._images.put(etag, kept)
+            content, media_type = kept
             return self._cached(Response(content, media_type=media_type), etag)
 
     def _cached(self, response: Response, etag: str) -> Response:

@@ -86,7 +86,8 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
     app.include_router(StatisticsAPI(get_store).router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
-    app.include_router(RasterTilesAPI(raster_catalog).router, responses=ERRORS)  # type: ignore[arg-type]
+    rasters = RasterTilesAPI(raster_catalog, cache_bytes=settings.tile_cache_mb * 2**20 // 4)
+    app.include_router(rasters.router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)
     _add_api_document(app)
     mount_client(app)

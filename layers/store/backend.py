@@ -9,7 +9,7 @@ metres, how to load many rows fast, and how to create the tables.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from layers.features import BBox, Near
 from layers.geodesy import degree_bands, search_window
+from layers.model import GeometryType
 from layers.store.tables import SRID, LayerTables
 from layers.validation import RowBatch
 from layers.vectortiles import (
@@ -33,6 +34,7 @@ from layers.vectortiles import (
     VectorTile,
     encode_aggregates,
     encode_features,
+    encode_point_rows,
     representative_points,
 )
 
@@ -187,27 +189,76 @@ class SpatialBackend(ABC):
         """
         table = tables.current
         layer = tables.definition.id
-        stmt = (
-            sa.select(table.c.fid, self.geom_as_wkb(table.c.geom), *(table.c[n] for n in names))
-            .where(self.box_prefilter(table, spec.lonlat_box()), *filters)
-            .limit(MAX_FEATURES + 1)
-        )
-        rows = conn.execute(stmt).all()
-        if len(rows) <= MAX_FEATURES:
-            geometries = shapely.from_wkb([row[1] for row in rows])
-            properties = [dict(zip(names, row[2:], strict=True)) for row in rows]
-            tile = encode_features(layer, spec, [row[0] for row in rows], geometries, properties)
-            if len(tile.data) <= MAX_BYTES:
+        if tables.definition.geometry_type is GeometryType.POINT:
+            tile = self.point_tile(conn, tables, spec, names, filters)
+            if tile is not None:
                 return tile
+        else:
+            stmt = (
+                sa.select(table.c.fid, self.geom_as_wkb(table.c.geom), *(table.c[n] for n in names))
+                .where(self.box_prefilter(table, spec.lonlat_box()), *filters)
+                .limit(MAX_FEATURES + 1)
+            )
+            rows = conn.execute(stmt).all()
+            if len(rows) <= MAX_FEATURES:
+                geometries = shapely.from_wkb([row[1] for row in rows])
+                properties = [dict(zip(names, row[2:], strict=True)) for row in rows]
+                tile = encode_features(layer, spec, [row[0] for row in rows], geometries, properties)
+                if len(tile.data) <= MAX_BYTES:
+                    return tile
         inside = sa.select(self.geom_as_wkb(table.c.geom)).where(
             self.box_prefilter(table, spec.lonlat_box(buffered=False)), *filters
         )
         geometries = shapely.from_wkb(conn.execute(inside).scalars().all())
         return encode_aggregates(layer, spec, representative_points(geometries))
 
+    def point_tile(
+        self,
+        conn: Connection,
+        tables: LayerTables,
+        spec: TileSpec,
+        names: list[str],
+        filters: list[ColumnElement[bool]],
+    ) -> VectorTile | None:
+        """A point layer's tile, written by ``layers.mvtpoints``; None when it must be aggregated instead."""
+        rows = self.point_rows(conn, tables, spec, names, filters)
+        if len(rows) > MAX_FEATURES:
+            return None
+        columns = list(zip(*rows, strict=True)) if rows else [()] * (3 + len(names))
+        kinds = {f.name: f.type for f in tables.definition.fields}
+        properties = [(n, kinds[n], columns[3 + i]) for i, n in enumerate(names)]
+        tile = encode_point_rows(tables.definition.id, spec, columns[0], columns[1], columns[2], properties)
+        return tile if len(tile.data) <= MAX_BYTES else None
+
+    def point_rows(
+        self,
+        conn: Connection,
+        tables: LayerTables,
+        spec: TileSpec,
+        names: list[str],
+        filters: list[ColumnElement[bool]],
+    ) -> Sequence[tuple[Any, ...]]:
+        """(fid, lon, lat, *properties) of the points in a tile and its buffer, at most ``MAX_FEATURES + 1``."""
+        return conn.execute(point_rows_select(self, tables, spec, names, filters)).all()
+
     def analyze(self, conn: Connection, table: sa.Table) -> None:
         """Refresh planner statistics after a bulk change."""
         conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")
+
+
+def point_rows_select(
+    backend: SpatialBackend,
+    tables: LayerTables,
+    spec: TileSpec,
+    names: list[str],
+    filters: list[ColumnElement[bool]],
+) -> sa.Select[Any]:
+    table = tables.current
+    return (
+        sa.select(table.c.fid, sa.func.ST_X(table.c.geom), sa.func.ST_Y(table.c.geom), *(table.c[n] for n in names))
+        .where(backend.box_prefilter(table, spec.lonlat_box()), *filters)
+        .limit(MAX_FEATURES + 1)
+    )
 
 
 def driver_connection(conn: Connection) -> Any:

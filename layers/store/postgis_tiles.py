@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -121,20 +122,24 @@ _lock = threading.Lock()
 
 
 def _compile(
-    conn: Connection, tables: LayerTables, names: list[str], filters: list[ColumnElement[bool]]
+    conn: Connection,
+    tables: LayerTables,
+    names: list[str],
+    filters: list[ColumnElement[bool]],
+    build: Callable[[LayerTables, list[str], list[ColumnElement[bool]]], Any],
 ) -> tuple[str, dict[str, Any]]:
-    """SQL text and its constant parameters; kept per (tables, names) when there are no extra filters.
+    """SQL text and its constant parameters; kept per (statement, table, names) when there are no extra filters.
 
     The key holds the table object itself, which the registry rebuilds when the
     catalog changes, so an altered layer never meets a stale statement."""
-    key = (tables.current, tuple(names))
+    key = (build, tables.current, tuple(names))
     if not filters:
         with _lock:
             found = _compiled.get(key)
             if found is not None:
                 _compiled.move_to_end(key)
                 return found
-    compiled = _tile_statement(tables, names, filters).compile(dialect=conn.dialect)
+    compiled = build(tables, names, filters).compile(dialect=conn.dialect)
     result = (compiled.string, dict(compiled.params))
     if not filters:
         with _lock:
@@ -142,6 +147,16 @@ def _compile(
             while len(_compiled) > _CAPACITY:
                 _compiled.popitem(last=False)
     return result
+
+
+def _run(conn: Connection, sql: str, params: dict[str, Any], *, one: bool) -> Any:
+    """Run on the driver's cursor in binary: bytea and numbers come back as they are, not as text to parse."""
+    cursor = driver_connection(conn).cursor(binary=True)
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if one else cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def tile_parameters(spec: TileSpec) -> dict[str, Any]:
@@ -173,15 +188,34 @@ def build_tile(
     conn: Connection, tables: LayerTables, spec: TileSpec, names: list[str], filters: list[ColumnElement[bool]]
 ) -> tuple[bytes, int, int]:
     """(MVT bytes, candidates found up to MAX_FEATURES + 1, features drawn) in one round trip."""
-    sql, constants = _compile(conn, tables, names, filters)
-    cursor = driver_connection(conn).cursor(binary=True)
-    try:
-        row = cursor.execute(sql, {**constants, **tile_parameters(spec)}).fetchone()
-    finally:
-        cursor.close()
+    sql, constants = _compile(conn, tables, names, filters, _tile_statement)
+    row = _run(conn, sql, {**constants, **tile_parameters(spec)}, one=True)
     assert row is not None
     data, found, drawn = row
     return bytes(data or b""), found, drawn
+
+
+def _point_statement(tables: LayerTables, names: list[str], filters: list[ColumnElement[bool]]) -> sa.Select[Any]:
+    table = tables.current
+    box = sa.func.ST_MakeEnvelope(_float("bw"), _float("bs"), _float("be"), _float("bn"), SRID)
+    return (
+        sa.select(table.c.fid, sa.func.ST_X(table.c.geom), sa.func.ST_Y(table.c.geom), *(table.c[n] for n in names))
+        .where(table.c.geom.op("&&")(box), *filters)
+        .limit(MAX_FEATURES + 1)
+    )
+
+
+def point_rows(
+    conn: Connection, tables: LayerTables, spec: TileSpec, names: list[str], filters: list[ColumnElement[bool]]
+) -> list[tuple[Any, ...]]:
+    """(fid, lon, lat, *properties) of a point layer's features in a tile and its buffer, up to
+    ``MAX_FEATURES + 1``: the rows ``layers.mvtpoints`` writes the tile from."""
+    sql, constants = _compile(conn, tables, names, filters, _point_statement)
+    west, south, east, north = spec.lonlat_box()
+    rows: list[tuple[Any, ...]] = _run(
+        conn, sql, {**constants, "bw": west, "bs": south, "be": east, "bn": north}, one=False
+    )
+    return rows
 
 
 def capped_count(conn: Connection, tables: LayerTables, spec: TileSpec, filters: list[ColumnElement[bool]]) -> int:

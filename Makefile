@@ -54,6 +54,7 @@ bench: setup
 	$(VENV)/bin/python bench/store_bench.py
 	$(VENV)/bin/python bench/items_bench.py
 	$(VENV)/bin/python bench/tiles_bench.py
+	$(VENV)/bin/python bench/point_tiles_bench.py
 
 bench-client: setup client
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'

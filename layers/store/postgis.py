@@ -10,7 +10,7 @@ PostgreSQL's JIT spends more time compiling them than running them.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -26,14 +26,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from layers.errors import UnavailableError
 from layers.features import Near
-from layers.model import GeometryType
 from layers.store.backend import SpatialBackend, driver_connection
 from layers.store.postgis_tiles import (
     aggregate_tile,
     build_tile,
     capped_count,
     has_tile_columns,
-    point_rows,
     tile_columns_ddl,
 )
 from layers.store.tables import ARROW_TYPES, SRID, LayerTables
@@ -143,7 +141,8 @@ class PostGISBackend(SpatialBackend):
         names: list[str],
         filters: list[ColumnElement[bool]],
     ) -> VectorTile:
-        """ST_AsMVT in one query (see ``postgis_tiles``); the row count comes back with it, to bound the tile.
+        """ST_AsMVT in one query (see ``postgis_tiles``), with its row count; counts per cell instead when
+        there are too many features.
 
         Where the last tile of this layer and zoom had to be aggregated, the next one is likely to be
         too: its features are counted first (up to ``MAX_FEATURES + 1``), so that no tile is encoded
@@ -151,30 +150,12 @@ class PostGISBackend(SpatialBackend):
         dense = (tables.current.name, spec.z)
         if dense in self._dense and capped_count(conn, tables, spec, filters) > MAX_FEATURES:
             return aggregate_tile(conn, tables, spec, filters)
-        if tables.definition.geometry_type is GeometryType.POINT:  # written in Python: see layers.mvtpoints
-            tile = self.point_tile(conn, tables, spec, names, filters)
-            if tile is not None:
-                self._dense.discard(dense)
-                return tile
-            self._dense.add(dense)
-            return aggregate_tile(conn, tables, spec, filters)
         data, found, drawn = build_tile(conn, tables, spec, names, filters)
         if found <= MAX_FEATURES and len(data) <= MAX_BYTES:
             self._dense.discard(dense)
             return VectorTile(tables.definition.id, data, drawn, False)
-        if found > MAX_FEATURES:
-            self._dense.add(dense)
+        self._dense.add(dense)
         return aggregate_tile(conn, tables, spec, filters)
-
-    def point_rows(
-        self,
-        conn: Connection,
-        tables: LayerTables,
-        spec: TileSpec,
-        names: list[str],
-        filters: list[ColumnElement[bool]],
-    ) -> Sequence[tuple[Any, ...]]:
-        return point_rows(conn, tables, spec, names, filters)
 
     def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
         return table.c.geom.op("<->")(self.point(lon, lat))

@@ -22,9 +22,9 @@ through ``ST_AsMVTGeom``. Degrees convert to grid units through the tile's
 width in longitude: Web Mercator stretches latitude more than longitude, never
 less, so the clearance in grid units is at least what this computes.
 
-The statement of a layer and column list is built and compiled once, with the
-tile's numbers bound; the result comes back in binary (bytea as raw bytes,
-not hex text).
+Statements are built and compiled once per layer and column list, with the
+tile's numbers bound; results come back in binary (bytea as raw bytes, numbers
+as numbers, not text to parse).
 """
 
 from __future__ import annotations
@@ -193,29 +193,6 @@ def build_tile(
     assert row is not None
     data, found, drawn = row
     return bytes(data or b""), found, drawn
-
-
-def _point_statement(tables: LayerTables, names: list[str], filters: list[ColumnElement[bool]]) -> sa.Select[Any]:
-    table = tables.current
-    box = sa.func.ST_MakeEnvelope(_float("bw"), _float("bs"), _float("be"), _float("bn"), SRID)
-    return (
-        sa.select(table.c.fid, sa.func.ST_X(table.c.geom), sa.func.ST_Y(table.c.geom), *(table.c[n] for n in names))
-        .where(table.c.geom.op("&&")(box), *filters)
-        .limit(MAX_FEATURES + 1)
-    )
-
-
-def point_rows(
-    conn: Connection, tables: LayerTables, spec: TileSpec, names: list[str], filters: list[ColumnElement[bool]]
-) -> list[tuple[Any, ...]]:
-    """(fid, lon, lat, *properties) of a point layer's features in a tile and its buffer, up to
-    ``MAX_FEATURES + 1``: the rows ``layers.mvtpoints`` writes the tile from."""
-    sql, constants = _compile(conn, tables, names, filters, _point_statement)
-    west, south, east, north = spec.lonlat_box()
-    rows: list[tuple[Any, ...]] = _run(
-        conn, sql, {**constants, "bw": west, "bs": south, "be": east, "bn": north}, one=False
-    )
-    return rows
 
 
 def capped_count(conn: Connection, tables: LayerTables, spec: TileSpec, filters: list[ColumnElement[bool]]) -> int:

@@ -55,6 +55,7 @@ bench: setup
 	$(VENV)/bin/python bench/items_bench.py
 	$(VENV)/bin/python bench/tiles_bench.py
 	$(VENV)/bin/python bench/point_tiles_bench.py
+	$(VENV)/bin/python bench/polygon_import_bench.py
 
 bench-client: setup client
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'

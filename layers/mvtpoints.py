@@ -58,11 +58,13 @@ def varints(values: NDArray[Any]) -> Segment:
 
 
 def zigzag(values: NDArray[np.int64]) -> NDArray[np.uint64]:
+    """Signed integers as protobuf's sint: 0, -1, 1, -2 … become 0, 1, 2, 3 …"""
     v = np.asarray(values, dtype=np.int64)
     return ((v << 1) ^ (v >> 63)).view(np.uint64)
 
 
 def constant(byte: int, n: int, present: NDArray[np.bool_] | None = None) -> Segment:
+    """One byte in each of ``n`` rows (only where ``present``, if given)."""
     lengths = np.ones(n, dtype=np.int64) if present is None else present.astype(np.int64)
     return np.full((n, 1), byte, dtype=np.uint8), lengths
 

@@ -264,6 +264,14 @@ def test_gdal_reads_a_served_tile(client: TestClient, tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "code (String) = QN-1" in detail
+    lights = subprocess.run(
+        ["ogrinfo", "-ro", "-oo", f"Z={Z}", "-oo", f"X={X}", "-oo", f"Y={Y}", str(path), "lights"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert lights.count("road (String) = Trần Hưng Đạo") == 10
+    assert sorted(int(v) for v in re.findall(r"power_w \(\w+\) = (\d+)", lights)) == list(range(10))
     # GDAL georeferences the tile (EPSG:3857): the parcel lands where it was stored, to a tile unit (0.6 m).
     extents = re.findall(r"Extent: \(([-\d.]+), ([-\d.]+)\) - \(([-\d.]+), ([-\d.]+)\)", out)
     west, south = TO_MERCATOR.transform(CX - (E - W) / 10, CY - (E - W) / 10)

@@ -9,7 +9,7 @@ metres, how to load many rows fast, and how to create the tables.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
@@ -184,8 +184,8 @@ class SpatialBackend(ABC):
     ) -> VectorTile:
         """One layer of a vector tile: the features in it, or their aggregates when there are too many.
 
-        This default reads the candidates and encodes them in Python
-        (``layers.vectortiles``); a backend that can build the tile in SQL overrides it.
+        This default reads the candidates and encodes them in Python: points with ``layers.mvtpoints``,
+        other shapes with ``layers.vectortiles``; a backend that can build the tile in SQL overrides it.
         """
         table = tables.current
         layer = tables.definition.id
@@ -221,7 +221,13 @@ class SpatialBackend(ABC):
         filters: list[ColumnElement[bool]],
     ) -> VectorTile | None:
         """A point layer's tile, written by ``layers.mvtpoints``; None when it must be aggregated instead."""
-        rows = self.point_rows(conn, tables, spec, names, filters)
+        table = tables.current
+        stmt = (
+            sa.select(table.c.fid, sa.func.ST_X(table.c.geom), sa.func.ST_Y(table.c.geom), *(table.c[n] for n in names))
+            .where(self.box_prefilter(table, spec.lonlat_box()), *filters)
+            .limit(MAX_FEATURES + 1)
+        )
+        rows = conn.execute(stmt).all()
         if len(rows) > MAX_FEATURES:
             return None
         columns = list(zip(*rows, strict=True)) if rows else [()] * (3 + len(names))
@@ -230,35 +236,9 @@ class SpatialBackend(ABC):
         tile = encode_point_rows(tables.definition.id, spec, columns[0], columns[1], columns[2], properties)
         return tile if len(tile.data) <= MAX_BYTES else None
 
-    def point_rows(
-        self,
-        conn: Connection,
-        tables: LayerTables,
-        spec: TileSpec,
-        names: list[str],
-        filters: list[ColumnElement[bool]],
-    ) -> Sequence[tuple[Any, ...]]:
-        """(fid, lon, lat, *properties) of the points in a tile and its buffer, at most ``MAX_FEATURES + 1``."""
-        return conn.execute(point_rows_select(self, tables, spec, names, filters)).all()
-
     def analyze(self, conn: Connection, table: sa.Table) -> None:
         """Refresh planner statistics after a bulk change."""
         conn.exec_driver_sql(f"ANALYZE {conn.dialect.identifier_preparer.quote(table.name)}")
-
-
-def point_rows_select(
-    backend: SpatialBackend,
-    tables: LayerTables,
-    spec: TileSpec,
-    names: list[str],
-    filters: list[ColumnElement[bool]],
-) -> sa.Select[Any]:
-    table = tables.current
-    return (
-        sa.select(table.c.fid, sa.func.ST_X(table.c.geom), sa.func.ST_Y(table.c.geom), *(table.c[n] for n in names))
-        .where(backend.box_prefilter(table, spec.lonlat_box()), *filters)
-        .limit(MAX_FEATURES + 1)
-    )
 
 
 def driver_connection(conn: Connection) -> Any:

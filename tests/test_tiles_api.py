@@ -248,28 +248,18 @@ def test_style_document_draws_every_layer(client: TestClient) -> None:
 def test_gdal_reads_a_served_tile(client: TestClient, tmp_path: Path) -> None:
     path = tmp_path / f"{Z}-{X}-{Y}.mvt"
     path.write_bytes(client.get(f"/tiles/{TILE}?collections=lights,parcels").content)
-    out = subprocess.run(
-        ["ogrinfo", "-ro", "-al", "-so", "-oo", f"Z={Z}", "-oo", f"X={X}", "-oo", f"Y={Y}", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+
+    def ogrinfo(*options: str, layer: str | None = None) -> str:
+        tile = ["-oo", f"Z={Z}", "-oo", f"X={X}", "-oo", f"Y={Y}"]
+        command = ["ogrinfo", "-ro", *options, *tile, str(path), *([layer] if layer else [])]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    out = ogrinfo("-al", "-so")
     assert "Layer name: lights" in out and "Layer name: parcels" in out
     counts = [line for line in out.splitlines() if line.startswith("Feature Count")]
     assert counts == ["Feature Count: 10", "Feature Count: 1"]
-    detail = subprocess.run(
-        ["ogrinfo", "-ro", "-oo", f"Z={Z}", "-oo", f"X={X}", "-oo", f"Y={Y}", str(path), "parcels"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "code (String) = QN-1" in detail
-    lights = subprocess.run(
-        ["ogrinfo", "-ro", "-oo", f"Z={Z}", "-oo", f"X={X}", "-oo", f"Y={Y}", str(path), "lights"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    assert "code (String) = QN-1" in ogrinfo(layer="parcels")
+    lights = ogrinfo(layer="lights")
     assert lights.count("road (String) = Trần Hưng Đạo") == 10
     assert sorted(int(v) for v in re.findall(r"power_w \(\w+\) = (\d+)", lights)) == list(range(10))
     # GDAL georeferences the tile (EPSG:3857): the parcel lands where it was stored, to a tile unit (0.6 m).

@@ -51,6 +51,7 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 	$(VENV)/bin/python bench/store_bench.py
 	$(VENV)/bin/python bench/items_bench.py
 	$(VENV)/bin/python bench/tiles_bench.py

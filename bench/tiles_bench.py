@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/tiles_bench.py [--points 1000000] [--polygons 100000] [--seconds 10] [--rounds 2]
                                           [--connections 1,4,8] [--tipg /tmp/tipgvenv/bin/python]
+                                          [--cases "z14 polygons,z14 points,z15 points"]
+
+tipg is compared when its venv exists: ``python3 -m venv /tmp/tipgvenv && /tmp/tipgvenv/bin/pip install tipg uvicorn``.
 
 1. Generates 1,000,000 points and 100,000 small polygons (10–40 m rectangles)
    around Quy Nhơn (lon 109.15–109.30, lat 13.70–13.85) and imports both with
@@ -125,6 +128,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="turns each server takes in each cell")
     parser.add_argument("--connections", default="1,4,8")
     parser.add_argument("--tipg", default="/tmp/tipgvenv/bin/python")
+    parser.add_argument("--cases", default="z14 polygons,z14 points,z15 points", help="which rows to time")
     args = parser.parse_args()
     connections = [int(c) for c in args.connections.split(",")]
     with tempfile.TemporaryDirectory(prefix="twin-tiles-") as tmp_name, postgres_server(PG_TUNING) as url:
@@ -175,6 +179,7 @@ def main() -> None:
                 "z14 points": ("points", tiles_at(14)),
                 "z15 points": ("points", tiles_at(15)),
             }
+            cases = {case: cases[case] for case in args.cases.split(",")}
             props = {"points": "name,category,value", "polygons": "code,height_m"}
             paths: dict[tuple[str, str], list[str]] = {}
             notes: dict[str, str] = {}

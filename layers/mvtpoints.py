@@ -1,4 +1,4 @@
-"""Point layers of a vector tile, written for all points at once with numpy.
+"""Point layers of a vector tile, written for all points at once with numpy and Arrow.
 
 A point tile is mostly properties. PostGIS's ``ST_AsMVT`` spends about a
 microsecond on each property value (it looks up the column's type and output
@@ -7,9 +7,15 @@ for a 5,000-point tile with three properties either costs more than reading the
 rows. Points need none of the geometry work that makes a general encoder
 worth having (clipping, snapping shapes, ring winding): a point is one
 ``MoveTo`` command. So this module lays out the protobuf of a whole point layer
-(Mapbox Vector Tile 2.1, ``vector_tile.proto``) with array operations: every
-varint of every feature is computed at once, and the bytes are gathered in
-one pass.
+(Mapbox Vector Tile 2.1, ``vector_tile.proto``) as arrays.
+
+Every feature has the same fields in the same order, and every field is a
+varint: a tag or a one-byte constant is the varint of itself (all are under
+128). So the features are one matrix of numbers, a row a feature and a column
+a field, with a matrix of their varint lengths (0 for a field left out, such as
+the tag of a NULL property); the lengths give the size prefixes, and one pass
+turns the whole matrix into bytes. Distinct values are found by Arrow's
+dictionary encoding, the text values' bytes joined to their prefixes by Arrow.
 
 It writes what ``ST_AsMVT`` writes for the same rows: the feature ids; every
 property column as a key; values shared across columns and deduplicated;
@@ -32,77 +38,99 @@ from numpy.typing import NDArray
 from layers.model import FieldType
 
 _U8 = NDArray[np.uint8]
+_U64 = NDArray[np.uint64]
 _I64 = NDArray[np.int64]
-#: (n, width) bytes and the number of leading bytes of each row that count.
-Segment = tuple[_U8, _I64]
 
-_MOVE_TO_ONE = 9  # command MoveTo (1), repeated once
+# Field tags (field number << 3 | wire type) of vector_tile.proto.
+_TILE_LAYERS = 3 << 3 | 2
+_LAYER_NAME, _LAYER_FEATURES, _LAYER_KEYS, _LAYER_VALUES, _LAYER_EXTENT = (
+    1 << 3 | 2,
+    2 << 3 | 2,
+    3 << 3 | 2,
+    4 << 3 | 2,
+    5 << 3,
+)
+_LAYER_VERSION = 15 << 3
+_FEATURE_ID, _FEATURE_TAGS, _FEATURE_TYPE, _FEATURE_GEOMETRY = 1 << 3, 2 << 3 | 2, 3 << 3, 4 << 3 | 2
+_STRING_VALUE, _DOUBLE_VALUE, _UINT_VALUE, _SINT_VALUE, _BOOL_VALUE = 1 << 3 | 2, 3 << 3 | 1, 5 << 3, 6 << 3, 7 << 3
 _POINT = 1
+_MOVE_TO_ONE = 9  # command MoveTo (1), repeated once
 
 
-def varints(values: NDArray[Any]) -> Segment:
-    """Each value (non-negative) as protobuf varint bytes."""
+def varint_lengths(values: NDArray[Any]) -> _U8:
+    """How many bytes each value (non-negative, any shape) takes as a protobuf varint."""
     v = np.asarray(values, dtype=np.uint64)
-    lengths = np.ones(len(v), dtype=np.int64)
-    width = 1
+    lengths = np.ones(v.shape, dtype=np.uint8)
     for k in range(1, 10):
-        longer = v >= (np.uint64(1) << np.uint64(7 * k))
+        longer = v >= np.uint64(1 << (7 * k))
         if not longer.any():
             break
         lengths += longer
-        width = k + 1
-    shifts = np.arange(width, dtype=np.uint64) * np.uint64(7)
-    groups = ((v[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
-    more = np.arange(width)[None, :] < (lengths[:, None] - 1)
-    return groups | (more.astype(np.uint8) << np.uint8(7)), lengths
+    return lengths
 
 
-def zigzag(values: NDArray[np.int64]) -> NDArray[np.uint64]:
+#: One field of a message that many rows repeat: its value and its length as a varint in bytes (0
+#: where a row leaves the field out), each the same for all rows (an int) or one per row (an array).
+Field = tuple[int | NDArray[Any], int | NDArray[Any]]
+
+
+def varint_field(values: NDArray[Any], present: NDArray[np.bool_] | None = None) -> Field:
+    """A field of a varint per row, left out where not ``present``."""
+    v = np.asarray(values, dtype=np.uint64)
+    lengths = varint_lengths(v)
+    return v, lengths if present is None else lengths * present
+
+
+def size(fields: Sequence[Field], n: int) -> _I64:
+    """Each row's length in bytes over these fields."""
+    total = np.zeros(n, dtype=np.int64)
+    for _, length in fields:
+        total += length
+    return total
+
+
+def varint_rows(fields: Sequence[Field], n: int) -> _U8:
+    """``n`` rows of these fields, each a varint, row after row: the bytes end to end.
+
+    Each field gets as many byte slots as its longest value needs; the slots are filled a field and
+    byte at a time, then those within each value's length are kept, in row order."""
+    widths = [int(np.max(length)) if isinstance(length, np.ndarray) else length for _, length in fields]
+    slots = np.empty((n, sum(widths)), dtype=np.uint8)
+    used = np.empty(slots.shape, dtype=bool)
+    at = 0
+    for (value, length), width in zip(fields, widths, strict=True):
+        if isinstance(value, int) and width == 1:  # a tag or a small constant: its own byte
+            slots[:, at] = value
+            used[:, at] = length
+            at += 1
+            continue
+        v = np.asarray(value, dtype=np.uint64)
+        for b in range(width):
+            more = (np.asarray(length) > b + 1).astype(np.uint8) << np.uint8(7)
+            slots[:, at] = (v & np.uint64(0x7F)).astype(np.uint8) | more
+            used[:, at] = length > b
+            v = v >> np.uint64(7)
+            at += 1
+    return slots[used]
+
+
+def varint_bytes(values: NDArray[Any], lengths: _U8) -> _U8:
+    """The values (a row) as protobuf varints end to end, in ``lengths`` bytes each (0 leaves one out)."""
+    return varint_rows([(np.asarray(values), lengths)], len(values))
+
+
+def varint(value: int) -> bytes:
+    return varint_bytes(np.array([value]), varint_lengths(np.array([value]))).tobytes()
+
+
+def zigzag(values: NDArray[np.int64]) -> _U64:
     """Signed integers as protobuf's sint: 0, -1, 1, -2 … become 0, 1, 2, 3 …"""
     v = np.asarray(values, dtype=np.int64)
     return ((v << 1) ^ (v >> 63)).view(np.uint64)
 
 
-def constant(byte: int, n: int, present: NDArray[np.bool_] | None = None) -> Segment:
-    """One byte in each of ``n`` rows (only where ``present``, if given)."""
-    lengths = np.ones(n, dtype=np.int64) if present is None else present.astype(np.int64)
-    return np.full((n, 1), byte, dtype=np.uint8), lengths
-
-
-def gather(segments: Sequence[Segment]) -> tuple[_U8, _I64]:
-    """Row after row, each segment's counted bytes in order: the rows' bytes end to end, and each row's length."""
-    matrix = np.concatenate([m for m, _ in segments], axis=1)
-    keep = np.concatenate([np.arange(m.shape[1])[None, :] < n[:, None] for m, n in segments], axis=1)
-    return matrix[keep], sum((n for _, n in segments), np.zeros(len(matrix), dtype=np.int64))
-
-
-def with_prefixes(prefixes: tuple[_U8, _I64], data: bytes | _U8, lengths: _I64) -> bytes:
-    """Item after item, its prefix then its data: ``prefixes`` as ``gather`` gives them, ``data`` the
-    items end to end, ``lengths`` their sizes."""
-    flat, counts = prefixes
-    sizes = counts + lengths
-    starts = np.cumsum(sizes) - sizes
-    out = np.empty(int(sizes.sum()), dtype=np.uint8)
-    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    at = np.repeat(starts, counts) + within
-    is_data = np.ones(len(out), dtype=bool)
-    is_data[at] = False
-    out[at] = flat
-    out[is_data] = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
-    return out.tobytes()
-
-
-def length_delimited(field: int, payloads: Sequence[bytes]) -> bytes:
-    """Each payload as protobuf field ``field`` (wire type 2: its length, then its bytes)."""
-    lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
-    return with_prefixes(
-        gather([constant(field << 3 | 2, len(payloads)), varints(lengths)]), b"".join(payloads), lengths
-    )
-
-
-def _varint(value: int) -> bytes:
-    matrix, lengths = varints(np.array([value]))
-    return matrix[0, : lengths[0]].tobytes()
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + varint(len(payload)) + payload
 
 
 _ARROW_TYPES = {
@@ -113,91 +141,89 @@ _ARROW_TYPES = {
     FieldType.DATE: pa.date32(),
     FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
 }
+#: What each field type is written as: dates and times as text.
+_AS = {
+    FieldType.STRING: FieldType.STRING,
+    FieldType.DATE: FieldType.STRING,
+    FieldType.DATETIME: FieldType.STRING,
+    FieldType.NUMBER: FieldType.NUMBER,
+    FieldType.INTEGER: FieldType.INTEGER,
+    FieldType.BOOLEAN: FieldType.BOOLEAN,
+}
 
 
-def _as_text(values: pa.Array, kind: FieldType) -> pa.Array:
+def typed(values: Sequence[Any] | pa.Array, kind: FieldType) -> pa.Array:
+    """A property column as an Arrow array of its field type."""
+    return values if isinstance(values, pa.Array) else pa.array(values, type=_ARROW_TYPES[kind])
+
+
+def _written(values: pa.Array, kind: FieldType) -> pa.Array:
     """Dates and times as ``layers.vectortiles.mvt_value`` writes them (ISO 8601; times in UTC, whole seconds)."""
     if kind is FieldType.DATE:
         return pc.strftime(values, format="%Y-%m-%d")
-    seconds = pc.floor_temporal(values, unit="second").cast(pa.timestamp("s", tz="UTC"))
-    return pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
+    if kind is FieldType.DATETIME:
+        seconds = pc.floor_temporal(values, unit="second").cast(pa.timestamp("s", tz="UTC"))
+        return pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
+    return values
 
 
 class _Values:
-    """The layer's value table, shared by all columns, each distinct value once (Arrow does the work in C++)."""
+    """The layer's value table, shared by all columns: each distinct value of each kind once, text first."""
 
-    def __init__(self, columns: Sequence[tuple[str, FieldType, Sequence[Any]]]) -> None:
-        arrays = [pa.array(values, type=_ARROW_TYPES[kind]) for _, kind, values in columns]
-        self.present = [np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool) for a in arrays]
-        textual = (FieldType.STRING, FieldType.DATE, FieldType.DATETIME)
-        kinds = [FieldType.STRING if kind in textual else kind for _, kind, _ in columns]
-        self.kinds = kinds
-        texts = [
-            _as_text(a, kind) if kind in (FieldType.DATE, FieldType.DATETIME) else a
-            for (_, kind, _), a in zip(columns, arrays, strict=True)
-            if kind in (FieldType.STRING, FieldType.DATE, FieldType.DATETIME)
-        ]
-        # Every text column at once: each distinct text's index in first-seen order.
-        encoded = pa.chunked_array(texts, type=pa.string()).combine_chunks().dictionary_encode() if texts else None
-        self.strings: pa.StringArray = encoded.dictionary if encoded is not None else pa.array([], pa.string())
-        codes = encoded.indices.fill_null(0).to_numpy() if encoded is not None else np.empty(0, np.int64)
-        self.columns: list[NDArray[Any]] = []
-        text_at = 0
-        for kind, array in zip(kinds, arrays, strict=True):
-            if kind is FieldType.STRING:
-                self.columns.append(codes[text_at : text_at + len(array)].astype(np.int64))
-                text_at += len(array)
-            else:
-                filled = array.fill_null(False if kind is FieldType.BOOLEAN else 0)
-                self.columns.append(filled.to_numpy(zero_copy_only=False))
-        self.tables: dict[FieldType, NDArray[Any]] = {}
-        offset = len(self.strings)
-        self.offsets: dict[FieldType, int] = {FieldType.STRING: 0}
-        for kind in (FieldType.NUMBER, FieldType.INTEGER, FieldType.BOOLEAN):
-            used = [c[p] for k, c, p in zip(kinds, self.columns, self.present, strict=True) if k is kind]
-            self.tables[kind] = np.unique(np.concatenate(used)) if used else np.empty(0)
-            self.offsets[kind] = offset
-            offset += len(self.tables[kind])
-
-    def indices(self, column: int) -> NDArray[np.int64]:
-        """Each feature's value index in one column (meaningless where the value is NULL)."""
-        kind, values = self.kinds[column], self.columns[column]
-        if kind is not FieldType.STRING:
-            values = np.searchsorted(self.tables[kind], values)
-        return np.asarray(values, dtype=np.int64) + self.offsets[kind]
+    def __init__(self, columns: Sequence[tuple[FieldType, pa.Array]]) -> None:
+        self.present = [np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool) for _, a in columns]
+        self.indices: list[_I64] = [np.empty(0, np.int64)] * len(columns)
+        self.tables: dict[FieldType, pa.Array] = {}
+        offset = 0
+        for kind in (FieldType.STRING, FieldType.NUMBER, FieldType.INTEGER, FieldType.BOOLEAN):
+            mine = [i for i, (k, _) in enumerate(columns) if _AS[k] is kind]
+            if not mine:
+                continue
+            joined = pa.chunked_array([columns[i][1] for i in mine], type=_ARROW_TYPES[kind]).combine_chunks()
+            encoded = joined.dictionary_encode()
+            codes = encoded.indices.fill_null(0).to_numpy().astype(np.int64) + offset
+            start = 0
+            for i in mine:
+                self.indices[i] = codes[start : start + len(columns[i][1])]
+                start += len(columns[i][1])
+            self.tables[kind] = encoded.dictionary
+            offset += len(encoded.dictionary)
 
     def encoded(self) -> bytes:
-        """The layer's ``values`` fields (4), in index order: each a Value message."""
-        messages = []
-        if len(self.strings):
-            offsets = np.frombuffer(self.strings.buffers()[1], dtype=np.int32)
-            offsets = offsets[self.strings.offset : self.strings.offset + len(self.strings) + 1]
-            data = self.strings.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
-            lengths = np.diff(offsets).astype(np.int64)
-            prefix = gather([constant(1 << 3 | 2, len(lengths)), varints(lengths)])  # string_value = 1
-            messages.append((with_prefixes(prefix, data, lengths), prefix[1] + lengths))
-        doubles = self.tables[FieldType.NUMBER].astype("<f8")
-        if len(doubles):
-            fixed = np.empty((len(doubles), 9), dtype=np.uint8)
-            fixed[:, 0] = 3 << 3 | 1  # double_value = 3, 64-bit
-            fixed[:, 1:] = doubles.view(np.uint8).reshape(len(doubles), 8)
-            messages.append((fixed.tobytes(), np.full(len(doubles), 9, dtype=np.int64)))
-        ints = self.tables[FieldType.INTEGER].astype(np.int64)
-        if len(ints):
+        """The layer's ``values`` fields, in index order: each a Value message."""
+        parts = []
+        if FieldType.STRING in self.tables:
+            texts = self.tables[FieldType.STRING].cast(pa.binary())
+            count = len(texts)
+            lengths = pc.binary_length(texts).to_numpy()
+            text = varint_field(lengths)
+            head = [(_LAYER_VALUES, 1), varint_field(1 + text[1] + lengths), (_STRING_VALUE, 1), text]
+            offsets = np.concatenate([[0], np.cumsum(size(head, count))]).astype(np.int32)
+            buffers = [None, pa.py_buffer(offsets), pa.py_buffer(varint_rows(head, count))]
+            prefixes = pa.BinaryArray.from_buffers(pa.binary(), count, buffers)
+            joined = pc.binary_join_element_wise(prefixes, texts, b"")
+            ends = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset : joined.offset + len(joined) + 1]
+            parts.append(joined.buffers()[2].to_pybytes()[ends[0] : ends[-1]])
+        if FieldType.NUMBER in self.tables:
+            doubles = self.tables[FieldType.NUMBER].to_numpy().astype("<f8")
+            fixed = np.empty((len(doubles), 11), dtype=np.uint8)
+            fixed[:, :3] = (_LAYER_VALUES, 9, _DOUBLE_VALUE)
+            fixed[:, 3:] = doubles.view(np.uint8).reshape(len(doubles), 8)
+            parts.append(fixed.tobytes())
+        if FieldType.INTEGER in self.tables:
+            ints = self.tables[FieldType.INTEGER].to_numpy().astype(np.int64)
             negative = ints < 0
-            field = np.where(negative, 6 << 3, 5 << 3).astype(np.uint8)[:, None]  # sint_value = 6, uint_value = 5
-            payload = varints(np.where(negative, zigzag(ints), ints.astype(np.uint64)))
-            flat, sizes = gather([(field, np.ones(len(ints), dtype=np.int64)), payload])
-            messages.append((flat.tobytes(), sizes))
-        flags = self.tables[FieldType.BOOLEAN].astype(np.uint8)
-        if len(flags):
-            pairs = np.column_stack([np.full(len(flags), 7 << 3, dtype=np.uint8), flags])  # bool_value = 7
-            messages.append((pairs.tobytes(), np.full(len(flags), 2, dtype=np.int64)))
-        if not messages:
-            return b""
-        sizes = np.concatenate([m[1] for m in messages])
-        prefix = gather([constant(4 << 3 | 2, len(sizes)), varints(sizes)])  # Layer.values = 4
-        return with_prefixes(prefix, b"".join(m[0] for m in messages), sizes)
+            payload = varint_field(np.where(negative, zigzag(ints), ints.astype(np.uint64)))
+            tag = np.where(negative, _SINT_VALUE, _UINT_VALUE)
+            value = [(_LAYER_VALUES, 1), varint_field(1 + np.asarray(payload[1])), (tag, 1), payload]
+            parts.append(varint_rows(value, len(ints)).tobytes())
+        if FieldType.BOOLEAN in self.tables:
+            flags = self.tables[FieldType.BOOLEAN].to_numpy(zero_copy_only=False).astype(np.uint8)
+            fixed = np.empty((len(flags), 4), dtype=np.uint8)
+            fixed[:, :3] = (_LAYER_VALUES, 2, _BOOL_VALUE)
+            fixed[:, 3] = flags
+            parts.append(fixed.tobytes())
+        return b"".join(parts)
 
 
 def encode_points(
@@ -206,45 +232,45 @@ def encode_points(
     fids: NDArray[np.int64],
     x: NDArray[np.int64],
     y: NDArray[np.int64],
-    columns: Sequence[tuple[str, FieldType, Sequence[Any]]],
+    columns: Sequence[tuple[str, FieldType, Sequence[Any] | pa.Array]],
 ) -> bytes:
-    """One MVT layer (as a whole tile) of points at tile coordinates ``x``, ``y`` (y down), with properties."""
+    """One MVT layer (as a whole tile) of points at tile coordinates ``x``, ``y`` (y down), with properties
+    (a list of values or an Arrow array, NULL as None)."""
     n = len(fids)
     if n == 0:
         return b""
-    table = _Values(columns)
-    key_sizes, tag_parts = [], []
+    table = _Values([(kind, _written(typed(values, kind), kind)) for _, kind, values in columns])
+    tags: list[Field] = []
     for key, present in enumerate(table.present):
-        index = varints(table.indices(key) * present)
-        key_bytes = varints(np.full(n, key))
-        tag_parts += [(key_bytes[0], key_bytes[1] * present), (index[0], index[1] * present)]
-        key_sizes.append((key_bytes[1] + index[1]) * present)
-    tags_size = sum(key_sizes, np.zeros(n, dtype=np.int64))
+        tags.append((key, present) if key < 128 else varint_field(np.full(n, key), present))
+        tags.append(varint_field(table.indices[key], present))
+    tags_size = size(tags, n)
     has_tags = tags_size > 0
-    tags_length = varints(tags_size)
-    geometry = [constant(_MOVE_TO_ONE, n), varints(zigzag(x)), varints(zigzag(y))]
-    geometry_size = 1 + geometry[1][1] + geometry[2][1]
-    body = [
-        constant(0x08, n),  # id = 1
-        varints(fids),
-        constant(0x12, n, has_tags),  # tags = 2, packed
-        (tags_length[0], tags_length[1] * has_tags),
-        *tag_parts,
-        constant(0x18, n),  # type = 3
-        constant(_POINT, n),
-        constant(0x22, n),  # geometry = 4, packed
-        varints(geometry_size),
-        *geometry,
+    x_field, y_field = varint_field(zigzag(x)), varint_field(zigzag(y))
+    geometry_size = 1 + size([x_field, y_field], n)  # under 128: a command and two varints
+    feature: list[Field] = [
+        (_FEATURE_ID, 1),
+        varint_field(np.asarray(fids, dtype=np.int64).view(np.uint64)),
+        (_FEATURE_TAGS, has_tags),
+        varint_field(tags_size, has_tags),
+        *tags,
+        (_FEATURE_TYPE, 1),
+        (_POINT, 1),
+        (_FEATURE_GEOMETRY, 1),
+        (geometry_size, 1),
+        (_MOVE_TO_ONE, 1),
+        x_field,
+        y_field,
     ]
-    features, sizes = gather(body)
+    features = [(_LAYER_FEATURES, 1), varint_field(size(feature, n)), *feature]
     layer = b"".join(
         [
-            length_delimited(1, [name.encode()]),  # name = 1
-            with_prefixes(gather([constant(2 << 3 | 2, n), varints(sizes)]), features, sizes),  # features = 2
-            length_delimited(3, [key.encode() for key, _, _ in columns]),  # keys = 3
-            table.encoded(),  # values = 4
-            bytes([5 << 3]) + _varint(extent),  # extent = 5
-            bytes([15 << 3, 2]),  # version = 15: 2
+            _field(_LAYER_NAME, name.encode()),
+            varint_rows(features, n).tobytes(),
+            *(_field(_LAYER_KEYS, key.encode()) for key, _, _ in columns),
+            table.encoded(),
+            bytes([_LAYER_EXTENT]) + varint(extent),
+            bytes([_LAYER_VERSION, 2]),
         ]
     )
-    return length_delimited(3, [layer])  # Tile.layers = 3
+    return _field(_TILE_LAYERS, layer)

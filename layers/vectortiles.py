@@ -23,12 +23,13 @@ from typing import Any
 
 import mapbox_vector_tile
 import numpy as np
+import pyarrow as pa
 import shapely
 from numpy.typing import NDArray
 from pyproj import Transformer
 
 from layers.model import FieldType
-from layers.mvtpoints import encode_points
+from layers.mvtpoints import encode_points, typed
 
 #: Most features a tile carries before it is aggregated.
 MAX_FEATURES = 10_000
@@ -85,6 +86,17 @@ class VectorTile:
     aggregated: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PointColumns:
+    """A point tile's candidates, column by column: ids, EPSG:4326 positions, then each property
+    as (name, type, values); values as a list (NULL as None) or an Arrow array."""
+
+    fids: Sequence[int] | NDArray[np.int64]
+    lon: Sequence[float] | NDArray[np.float64]
+    lat: Sequence[float] | NDArray[np.float64]
+    properties: Sequence[tuple[str, FieldType, Sequence[Any] | pa.Array]]
+
+
 def mvt_value(value: Any) -> Any:
     """A property as both backends put it in a tile: timestamps as ISO 8601 UTC text, dates as ISO dates."""
     if isinstance(value, datetime):
@@ -138,35 +150,24 @@ def encode_features(
     return VectorTile(name, data, len(features), False)
 
 
-def encode_point_rows(
-    name: str,
-    spec: TileSpec,
-    fids: Sequence[int],
-    lon: Sequence[float],
-    lat: Sequence[float],
-    columns: Sequence[tuple[str, FieldType, Sequence[Any]]],
-) -> VectorTile:
+def encode_point_rows(name: str, spec: TileSpec, points: PointColumns) -> VectorTile:
     """Points given in EPSG:4326, as ``ST_AsMVTGeom`` + ``ST_AsMVT`` put them in a tile, written by
     ``layers.mvtpoints``: snapped to the grid (``rint``), those then within the buffer (edges included)."""
-    x, y = (np.asarray(v) for v in _TO_MERCATOR.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat)))
+    lon, lat = np.asarray(points.lon, dtype=np.float64), np.asarray(points.lat, dtype=np.float64)
+    x, y = (np.asarray(v) for v in _TO_MERCATOR.transform(lon, lat))
     scale = spec.extent / (spec.east - spec.west)
     tx, ty = np.rint((x - spec.west) * scale), np.rint((spec.north - y) * scale)
     low, high = -spec.buffer, spec.extent + spec.buffer
     keep = (tx >= low) & (tx <= high) & (ty >= low) & (ty <= high)
     if not keep.any():
         return VectorTile(name, b"", 0, False)
+    fids = np.asarray(points.fids, dtype=np.int64)
+    columns = [(key, kind, typed(values, kind)) for key, kind, values in points.properties]
     if not keep.all():
-        kept = np.flatnonzero(keep).tolist()
-        fids = [fids[i] for i in kept]
-        columns = [(key, kind, [values[i] for i in kept]) for key, kind, values in columns]
-    data = encode_points(
-        name,
-        spec.extent,
-        np.asarray(fids, dtype=np.int64),
-        tx[keep].astype(np.int64),
-        ty[keep].astype(np.int64),
-        columns,
-    )
+        fids = fids[keep]
+        mask = pa.array(keep)
+        columns = [(key, kind, values.filter(mask)) for key, kind, values in columns]
+    data = encode_points(name, spec.extent, fids, tx[keep].astype(np.int64), ty[keep].astype(np.int64), columns)
     return VectorTile(name, data, int(keep.sum()), False)
 
 

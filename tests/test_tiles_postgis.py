@@ -287,3 +287,40 @@ def test_point_tiles_match_st_asmvt(pg_store: LayerStore) -> None:
     assert 1000 < len(truth) < n  # the tile and its buffer, not the points beyond
     assert features_of(python.data) == truth
     assert features_of(pg_store.vector_tile("sensors", spec).data) == truth
+
+
+def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerStore) -> None:
+    """The packed read: a text column that is NULL everywhere, empty and multi-byte text, and an empty tile."""
+    layer = LayerDefinition.model_validate(
+        {
+            "id": "posts",
+            "title": "Cột mốc",
+            "geometry_type": "Point",
+            "fields": [
+                {"name": "note", "type": "string"},
+                {"name": "label", "type": "string"},
+                {"name": "rank", "type": "integer"},
+            ],
+        }
+    )
+    pg_store.create_layer(layer)
+    x, y = _tile_of(16)
+    spec = tile_spec(TileAddress("WebMercatorQuad", 16, x, y))
+    lon, lat = _centre_of(spec)
+    labels = ["", "Gành Ráng", None, "Ghềnh Ráng – Tiên Sa", "x" * 300]
+    pg_store.insert_features(
+        "posts",
+        [
+            FeatureInput(Point(lon + i * 1e-5, lat), {"note": None, "label": label, "rank": i - 2})
+            for i, label in enumerate(labels)
+        ],
+    )
+    decoded = mapbox_vector_tile.decode(pg_store.vector_tile("posts", spec).data)["posts"]["features"]
+    by_rank = {f["properties"]["rank"]: f["properties"] for f in decoded}
+    assert sorted(by_rank) == [-2, -1, 0, 1, 2]
+    for i, label in enumerate(labels):
+        expected = {"rank": i - 2} | ({} if label is None else {"label": label})
+        assert by_rank[i - 2] == expected  # "note" is NULL everywhere: never written
+    empty = tile_spec(TileAddress("WebMercatorQuad", 16, x + 3, y))
+    tile = pg_store.vector_tile("posts", empty)
+    assert tile.data == b"" and tile.features == 0

@@ -30,6 +30,7 @@ from layers.validation import RowBatch
 from layers.vectortiles import (
     MAX_BYTES,
     MAX_FEATURES,
+    PointColumns,
     TileSpec,
     VectorTile,
     encode_aggregates,
@@ -221,6 +222,21 @@ class SpatialBackend(ABC):
         filters: list[ColumnElement[bool]],
     ) -> VectorTile | None:
         """A point layer's tile, written by ``layers.mvtpoints``; None when it must be aggregated instead."""
+        points = self.point_columns(conn, tables, spec, names, filters)
+        if points is None:
+            return None
+        tile = encode_point_rows(tables.definition.id, spec, points)
+        return tile if len(tile.data) <= MAX_BYTES else None
+
+    def point_columns(
+        self,
+        conn: Connection,
+        tables: LayerTables,
+        spec: TileSpec,
+        names: list[str],
+        filters: list[ColumnElement[bool]],
+    ) -> PointColumns | None:
+        """The points in the tile's buffered box, column by column; None when there are over ``MAX_FEATURES``."""
         table = tables.current
         stmt = (
             sa.select(table.c.fid, sa.func.ST_X(table.c.geom), sa.func.ST_Y(table.c.geom), *(table.c[n] for n in names))
@@ -233,8 +249,7 @@ class SpatialBackend(ABC):
         columns = list(zip(*rows, strict=True)) if rows else [()] * (3 + len(names))
         kinds = {f.name: f.type for f in tables.definition.fields}
         properties = [(n, kinds[n], columns[3 + i]) for i, n in enumerate(names)]
-        tile = encode_point_rows(tables.definition.id, spec, columns[0], columns[1], columns[2], properties)
-        return tile if len(tile.data) <= MAX_BYTES else None
+        return PointColumns(columns[0], columns[1], columns[2], properties)
 
     def analyze(self, conn: Connection, table: sa.Table) -> None:
         """Refresh planner statistics after a bulk change."""

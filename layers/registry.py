@@ -45,6 +45,16 @@ class LayerRegistry:
             raise NotFoundError(f"layer '{layer_id}' does not exist", layer=layer_id)
         return found
 
+    def tables_of(self, conn: Connection, layer: LayerDefinition) -> LayerTables:
+        """The tables of a definition this registry handed out: without reading the catalog again while
+        it is still the one cached (the caller read the catalog when it looked the layer up, in the
+        same request), else as ``tables`` finds them."""
+        with self._lock:
+            found = self._tables.get(layer.id)
+        if found is not None and found.definition is layer:
+            return found
+        return self.tables(conn, layer.id)
+
     def definitions(self, conn: Connection) -> list[LayerDefinition]:
         return [t.definition for t in sorted(self._current(conn).values(), key=lambda t: t.definition.id)]
 

@@ -19,7 +19,7 @@ from shapely.geometry import Point, Polygon, box, shape
 
 from layers.errors import InvalidInputError
 from layers.features import Condition, FeatureInput, Op
-from layers.model import LayerDefinition
+from layers.model import LayerDefinition, LayerPatch
 from layers.store import LayerStore
 from layers.vectortiles import AGGREGATE_GRID, MAX_FEATURES, TileSpec
 from tiles.grid import TileAddress, tile_spec
@@ -125,6 +125,25 @@ def test_properties_and_conditions_narrow_a_tile(store: LayerStore) -> None:
     features = decode(tile.data)["cameras"]
     assert len(features) == sum(1 for i in range(25) if i % 3 == 1)
     assert all(set(f["properties"]) == {"name"} for f in features)
+
+
+def test_a_definition_looked_up_earlier_gives_way_to_the_current_layer(store: LayerStore, store_url: str) -> None:
+    """A tile asked for with a definition from an earlier lookup (the tile service's way, to read the
+    catalog once a request) is drawn with the layer as it is once this worker has seen a change."""
+    store.create_layer(POINTS)
+    w, s, e, n = SPEC.lonlat_box(buffered=False)
+    store.insert_features("cameras", [FeatureInput(Point((w + e) / 2, (s + n) / 2), {"name": "Cổng A", "level": 3})])
+    earlier = store.get_layer("cameras")
+    assert decode(store.vector_tile(earlier, SPEC).data)["cameras"][0]["properties"]["name"] == "Cổng A"
+    other_worker = LayerStore.open(store_url)
+    try:
+        other_worker.alter_layer("cameras", LayerPatch(rename_fields={"name": "ten"}, drop_fields=["level"]))
+    finally:
+        other_worker.close()
+    current = store.get_layer("cameras")  # this worker reads the new catalog
+    for asked in (earlier, current):
+        [feature] = decode(store.vector_tile(asked, SPEC).data)["cameras"]
+        assert feature["properties"] == {"ten": "Cổng A"}
 
 
 def test_polygons_are_clipped_to_the_buffer(store: LayerStore) -> None:

@@ -168,7 +168,7 @@ class TileService:
         single = len(request.layer_ids) == 1
         parts = [
             store.vector_tile(
-                layer.id,
+                layer,
                 spec,
                 properties=request.properties if single else _own(layer, request.properties),
                 where=scope.where,

@@ -259,19 +259,24 @@ class LayerStore:
 
     def vector_tile(
         self,
-        layer_id: str,
+        layer: str | LayerDefinition,
         spec: TileSpec,
         properties: Sequence[str] | None = None,
         where: Sequence[Condition] = (),
     ) -> VectorTile:
         """The layer's features in one Web Mercator tile, encoded as one MVT layer named after it.
 
-        ``where`` narrows the features (the reader's access rules, a client's
-        filter); more than ``layers.vectortiles.MAX_FEATURES`` features, or an
-        encoding over ``MAX_BYTES``, give counts per grid cell instead.
+        ``layer`` is its id, or the definition ``get_layer`` gave earlier in the same
+        request (the catalog is then not read a second time). ``where`` narrows the
+        features (the reader's access rules, a client's filter); more than
+        ``layers.vectortiles.MAX_FEATURES`` features, or an encoding over
+        ``MAX_BYTES``, give counts per grid cell instead.
         """
         with self._read() as conn:
-            tables = self.registry.tables(conn, layer_id)
+            if isinstance(layer, LayerDefinition):
+                tables = self.registry.tables_of(conn, layer)
+            else:
+                tables = self.registry.tables(conn, layer)
             query = FeatureQuery(where=where, properties=properties)
             names = selected_names(tables.definition, query)
             filters = where_clauses(self.backend, tables, query)

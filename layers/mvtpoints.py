@@ -120,7 +120,13 @@ def varint_bytes(values: NDArray[Any], lengths: _U8) -> _U8:
 
 
 def varint(value: int) -> bytes:
-    return varint_bytes(np.array([value]), varint_lengths(np.array([value]))).tobytes()
+    """One non-negative value as a protobuf varint (for the few that are not in a column)."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def zigzag(values: NDArray[np.int64]) -> _U64:

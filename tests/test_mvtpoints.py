@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from layers.model import FieldType
-from layers.mvtpoints import encode_points, varint_bytes, varint_lengths, zigzag
+from layers.mvtpoints import encode_points, varint, varint_bytes, varint_lengths, zigzag
 from layers.vectortiles import mvt_value
 
 
@@ -25,6 +25,7 @@ def test_varints_and_zigzag_follow_protobuf() -> None:
     encoded = [flat[end - length : end] for end, length in zip(ends, lengths, strict=True)]
     assert encoded[:5] == [b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02"]  # protobuf's own examples
     assert [len(e) for e in encoded[5:]] == [2, 3, 5, 9, 10]
+    assert [varint(int(v)) for v in values] == encoded  # the one-value form agrees
     assert zigzag(np.array([0, -1, 1, -2, 2147483647, -2147483648])).tolist() == [0, 1, 2, 3, 4294967294, 4294967295]
 
 

@@ -21,6 +21,7 @@ import shapely.affinity
 import sqlalchemy as sa
 from shapely.geometry import MultiPolygon, Point, Polygon, box, shape
 
+from layers.errors import UnavailableError
 from layers.features import FeatureInput
 from layers.model import LayerDefinition
 from layers.store import LayerStore
@@ -324,3 +325,19 @@ def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerSt
     empty = tile_spec(TileAddress("WebMercatorQuad", 16, x + 3, y))
     tile = pg_store.vector_tile("posts", empty)
     assert tile.data == b"" and tile.features == 0
+
+
+def test_a_database_not_in_utf8_is_refused_clearly(postgis_url: str) -> None:
+    """Vietnamese text does not fit WIN1258 as Twin writes it (precomposed letters such as "ờ"): such a
+    database is refused when the store opens, with what to do, rather than failing at the first write."""
+    admin = sa.create_engine(
+        postgis_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS twin_win1258")
+        conn.exec_driver_sql(
+            "CREATE DATABASE twin_win1258 TEMPLATE template0 ENCODING 'WIN1258' LC_COLLATE 'C' LC_CTYPE 'C'"
+        )
+    admin.dispose()
+    with pytest.raises(UnavailableError, match=r"WIN1258.*ENCODING 'UTF8'"):
+        LayerStore.open(postgis_url.rsplit("/", 1)[0] + "/twin_win1258")

@@ -53,6 +53,10 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+#: Server encodings Twin accepts: text crosses as UTF-8 both ways, unconverted (SQL_ASCII keeps the bytes as sent).
+TEXT_ENCODINGS = frozenset({"UTF8", "SQL_ASCII"})
+
+
 class PostGISBackend(SpatialBackend):
     name = "postgis"
 
@@ -72,12 +76,18 @@ class PostGISBackend(SpatialBackend):
             pool_recycle=1800,
             pool_size=10,
             max_overflow=10,
-            connect_args={"options": SESSION_OPTIONS, "connect_timeout": 10},
+            connect_args={"options": SESSION_OPTIONS, "connect_timeout": 10, "client_encoding": "utf8"},
         )
 
     def initialize(self, conn: Connection) -> None:
         # Workers starting together would race to create the catalog; one at a time.
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72622025)")
+        encoding = conn.exec_driver_sql("SHOW server_encoding").scalar_one()
+        if encoding not in TEXT_ENCODINGS:
+            raise UnavailableError(
+                f"the database is in {encoding}, which cannot hold all Vietnamese text as Twin writes it; "
+                "create it with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0"
+            )
         has_postgis = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").first()
         if not has_postgis:
             try:

@@ -225,16 +225,12 @@ def _point_statement(
     and positions, 24 bytes a point; then, for each property, its values: text as each value's
     length in bytes (-1 for NULL) and the values end to end, other types as an array. Thousands of
     rows would each cost Python an object per value; this row costs a few. All aggregates of one
-    query read the rows in the same order."""
+    query read the rows in the same order. Text crosses as the server holds it: UTF-8 (see
+    ``postgis.TEXT_ENCODINGS``)."""
     table = tables.current
     fields = {f.name: f.type for f in tables.definition.fields}
     box = sa.func.ST_MakeEnvelope(_float("bw"), _float("bs"), _float("be"), _float("bn"), SRID)
-    selected = [
-        sa.func.convert_to(mvt_column(table.c[n], fields[n]), "UTF8", type_=sa.LargeBinary).label(n)
-        if fields[n] in _TEXTUAL
-        else table.c[n]
-        for n in names
-    ]
+    selected = [mvt_column(table.c[n], fields[n]) for n in names]
     rows = (
         sa.select(
             table.c.fid, sa.func.ST_X(table.c.geom).label("lon"), sa.func.ST_Y(table.c.geom).label("lat"), *selected
@@ -254,7 +250,8 @@ def _point_statement(
         column = rows.c[n]
         if fields[n] in _TEXTUAL:
             length = sa.func.coalesce(sa.func.octet_length(column), -1)
-            aggregates += [sa.func.string_agg(_bytes("int4send", length), empty), sa.func.string_agg(column, empty)]
+            text = _bytes("textsend", sa.func.string_agg(column, ""))
+            aggregates += [sa.func.string_agg(_bytes("int4send", length), empty), text]
         else:
             aggregates.append(sa.func.array_agg(column))
     return sa.select(*aggregates)

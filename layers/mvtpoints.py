@@ -1,20 +1,19 @@
 """Point layers of a vector tile, written for all points at once with numpy and Arrow.
 
-A point tile is mostly properties. PostGIS's ``ST_AsMVT`` spends about a
-microsecond on each property value (it looks up the column's type and output
-function for every row), and mapbox-vector-tile builds each feature in Python;
-for a 5,000-point tile with three properties either costs more than reading the
-rows. Points need none of the geometry work that makes a general encoder
+A point tile is mostly properties. PostGIS's ``ST_AsMVT`` spends about half a
+microsecond on each property value, and mapbox-vector-tile builds each feature
+in Python; for a 5,000-point tile with three properties either costs more than
+reading the rows. Points need none of the geometry work that makes a general encoder
 worth having (clipping, snapping shapes, ring winding): a point is one
 ``MoveTo`` command. So this module lays out the protobuf of a whole point layer
 (Mapbox Vector Tile 2.1, ``vector_tile.proto``) as arrays.
 
 Every feature has the same fields in the same order, and every field is a
 varint: a tag or a one-byte constant is the varint of itself (all are under
-128). So the features are one matrix of numbers, a row a feature and a column
-a field, with a matrix of their varint lengths (0 for a field left out, such as
-the tag of a NULL property); the lengths give the size prefixes, and one pass
-turns the whole matrix into bytes. Distinct values are found by Arrow's
+128). So the features are rows of fields (``Field``: a value and a varint
+length per row, 0 for a field left out, such as the tag of a NULL property);
+the lengths give the size prefixes before any byte is written, and one pass
+turns all the rows into bytes (``varint_rows``). Distinct values are found by Arrow's
 dictionary encoding, the text values' bytes joined to their prefixes by Arrow.
 
 It writes what ``ST_AsMVT`` writes for the same rows: the feature ids; every
@@ -71,6 +70,7 @@ def varint_lengths(values: NDArray[Any]) -> _U8:
 
 #: One field of a message that many rows repeat: its value and its length as a varint in bytes (0
 #: where a row leaves the field out), each the same for all rows (an int) or one per row (an array).
+#: A value that is the same for all rows is a tag or a small constant, under 128: one byte.
 Field = tuple[int | NDArray[Any], int | NDArray[Any]]
 
 

@@ -114,11 +114,6 @@ def varint_rows(fields: Sequence[Field], n: int) -> _U8:
     return slots[used]
 
 
-def varint_bytes(values: NDArray[Any], lengths: _U8) -> _U8:
-    """The values (a row) as protobuf varints end to end, in ``lengths`` bytes each (0 leaves one out)."""
-    return varint_rows([(np.asarray(values), lengths)], len(values))
-
-
 def varint(value: int) -> bytes:
     """One non-negative value as a protobuf varint (for the few that are not in a column)."""
     out = bytearray()
@@ -147,15 +142,8 @@ _ARROW_TYPES = {
     FieldType.DATE: pa.date32(),
     FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
 }
-#: What each field type is written as: dates and times as text.
-_AS = {
-    FieldType.STRING: FieldType.STRING,
-    FieldType.DATE: FieldType.STRING,
-    FieldType.DATETIME: FieldType.STRING,
-    FieldType.NUMBER: FieldType.NUMBER,
-    FieldType.INTEGER: FieldType.INTEGER,
-    FieldType.BOOLEAN: FieldType.BOOLEAN,
-}
+#: Field types written as text values: dates and times as ISO 8601 (see ``_written``).
+TEXTUAL = frozenset({FieldType.STRING, FieldType.DATE, FieldType.DATETIME})
 
 
 def typed(values: Sequence[Any] | pa.Array, kind: FieldType) -> pa.Array:
@@ -182,7 +170,7 @@ class _Values:
         self.tables: dict[FieldType, pa.Array] = {}
         offset = 0
         for kind in (FieldType.STRING, FieldType.NUMBER, FieldType.INTEGER, FieldType.BOOLEAN):
-            mine = [i for i, (k, _) in enumerate(columns) if _AS[k] is kind]
+            mine = [i for i, (k, _) in enumerate(columns) if (FieldType.STRING if k in TEXTUAL else k) is kind]
             if not mine:
                 continue
             joined = pa.chunked_array([columns[i][1] for i in mine], type=_ARROW_TYPES[kind]).combine_chunks()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from layers.model import FieldType
-from layers.mvtpoints import encode_points, varint, varint_bytes, varint_lengths, zigzag
+from layers.mvtpoints import encode_points, varint, varint_lengths, varint_rows, zigzag
 from layers.vectortiles import mvt_value
 
 
@@ -20,7 +20,7 @@ def decode(data: bytes) -> dict:
 def test_varints_and_zigzag_follow_protobuf() -> None:
     values = np.array([0, 1, 127, 128, 300, 16383, 16384, 2**32, 2**63 - 1, 2**64 - 1], dtype=np.uint64)
     lengths = varint_lengths(values)
-    flat = varint_bytes(values, lengths).tobytes()
+    flat = varint_rows([(values, lengths)], len(values)).tobytes()
     ends = np.cumsum(lengths)
     encoded = [flat[end - length : end] for end, length in zip(ends, lengths, strict=True)]
     assert encoded[:5] == [b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02"]  # protobuf's own examples

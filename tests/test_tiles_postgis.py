@@ -26,7 +26,7 @@ from layers.features import FeatureInput
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from layers.store.backend import SpatialBackend
-from layers.store.postgis import PostGISBackend
+from layers.store.postgis import PostGISBackend, sqlalchemy_url
 from layers.store.postgis_tiles import tile_parameters
 from layers.vectortiles import MAX_FEATURES, TileSpec
 from tiles.grid import TileAddress, tile_spec
@@ -330,9 +330,7 @@ def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerSt
 def test_a_database_not_in_utf8_is_refused_clearly(postgis_url: str) -> None:
     """Vietnamese text does not fit WIN1258 as Twin writes it (precomposed letters such as "ờ"): such a
     database is refused when the store opens, with what to do, rather than failing at the first write."""
-    admin = sa.create_engine(
-        postgis_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
+    admin = sa.create_engine(sqlalchemy_url(postgis_url), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql("DROP DATABASE IF EXISTS twin_win1258")
         conn.exec_driver_sql(

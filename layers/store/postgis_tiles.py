@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.model import FieldType, GeometryType, LayerDefinition
+from layers.mvtpoints import TEXTUAL
 from layers.store.backend import driver_connection
 from layers.store.tables import SRID, LayerTables
 from layers.vectortiles import (
@@ -209,7 +210,6 @@ def build_tile(
     return bytes(data or b""), found, drawn
 
 
-_TEXTUAL = frozenset({FieldType.STRING, FieldType.DATE, FieldType.DATETIME})
 #: One packed row of a point tile: id, longitude, latitude, as int8send/float8send write them.
 _POSITION = np.dtype([("fid", ">i8"), ("lon", ">f8"), ("lat", ">f8")])
 
@@ -248,7 +248,7 @@ def _point_statement(
     aggregates: list[ColumnElement[Any]] = [sa.func.count(), sa.func.string_agg(position, empty)]
     for n in names:
         column = rows.c[n]
-        if fields[n] in _TEXTUAL:
+        if fields[n] in TEXTUAL:
             length = sa.func.coalesce(sa.func.octet_length(column), -1)
             text = _bytes("textsend", sa.func.string_agg(column, ""))
             aggregates += [sa.func.string_agg(_bytes("int4send", length), empty), text]
@@ -280,7 +280,7 @@ def point_columns(
     positions = np.frombuffer(row.pop(0) or b"", dtype=_POSITION)
     properties: list[tuple[str, FieldType, Any]] = []
     for n in names:
-        if fields[n] in _TEXTUAL:  # dates and times already as text
+        if fields[n] in TEXTUAL:  # dates and times already as text
             properties.append((n, FieldType.STRING, _texts(row.pop(0) or b"", row.pop(0))))
         else:
             properties.append((n, fields[n], row.pop(0) or []))

@@ -36,6 +36,7 @@ from ogc.geojson import (
     property_schemas,
 )
 from ogc.html import HTML
+from ogc.links import link
 from ogc.openapi import ITEMS_QUERY_PARAMETERS
 from ogc.params import (
     encode_cursor,
@@ -97,16 +98,9 @@ class SchemaResponse(JSONResponse):
     media_type = SCHEMA_JSON
 
 
-def _link(href: str, rel: str, media_type: str, title: str | None = None) -> dict[str, str]:
-    link = {"href": href, "rel": rel, "type": media_type}
-    if title:
-        link["title"] = title
-    return link
-
-
 def _link_header(links: list[dict[str, str]]) -> str:
     """The links again as an RFC 8288 ``Link`` header, for clients that read headers only."""
-    return ", ".join(f'<{link["href"]}>; rel="{link["rel"]}"; type="{link["type"]}"' for link in links)
+    return ", ".join(f'<{item["href"]}>; rel="{item["rel"]}"; type="{item["type"]}"' for item in links)
 
 
 def _negotiate(request: Request, f: str | None, offered: tuple[str, ...] = ("json", "html")) -> str:
@@ -150,11 +144,11 @@ class FeaturesAPI:
                 "title": self.title,
                 "description": self.description,
                 "links": [
-                    _link(f"{base}/", "self", JSON, "This document"),
-                    _link(f"{base}/api", "service-desc", OPENAPI_30, "The API definition (OpenAPI 3.0)"),
-                    _link(f"{base}/docs", "service-doc", "text/html", "The API documentation"),
-                    _link(f"{base}/conformance", "conformance", JSON, "Conformance classes"),
-                    _link(f"{base}/collections", "data", JSON, "The layers"),
+                    link(f"{base}/", "self", JSON, "This document"),
+                    link(f"{base}/api", "service-desc", OPENAPI_30, "The API definition (OpenAPI 3.0)"),
+                    link(f"{base}/docs", "service-doc", "text/html", "The API documentation"),
+                    link(f"{base}/conformance", "conformance", JSON, "Conformance classes"),
+                    link(f"{base}/collections", "data", JSON, "The layers"),
                 ],
             }
             return HTMLResponse(html.landing(document)) if answer == "html" else document
@@ -174,7 +168,7 @@ class FeaturesAPI:
             answer = _negotiate(request, f)
             base = str(request.base_url).rstrip("/")
             document = {
-                "links": [_link(f"{base}/collections", "self", JSON)],
+                "links": [link(f"{base}/collections", "self", JSON)],
                 "collections": [self._collection(base, store, layer) for layer in store.list_layers()],
             }
             return HTMLResponse(html.collections(document)) if answer == "html" else document
@@ -294,8 +288,8 @@ class FeaturesAPI:
             feature = store.get_feature(collection_id, fid)
             base = f"{str(request.base_url).rstrip('/')}/collections/{collection_id}"
             links = [
-                _link(f"{base}/items/{feature.id}", "self", GEOJSON),
-                _link(base, "collection", JSON, "The layer"),
+                link(f"{base}/items/{feature.id}", "self", GEOJSON),
+                link(base, "collection", JSON, "The layer"),
             ]
             headers = {"ETag": f'"{feature.id}-{feature.version}"', "Content-Crs": f"<{output_crs}>"}
             if answer == "html":
@@ -320,17 +314,17 @@ class FeaturesAPI:
         collection_url = url.removesuffix("/items")
         params = request.query_params
         links = [
-            _link(f"{url}?{urlencode(params)}" if params else url, "self", GEOJSON),
-            _link(f"{url}?{urlencode({**params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
-            _link(f"{url}?{urlencode({**params, 'f': 'fgb'})}", "alternate", FLATGEOBUF, "This page as FlatGeobuf"),
-            _link(collection_url, "collection", JSON, "The layer"),
-            _link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
-            _link(f"{collection_url}/sortables", SORTABLES_REL, SCHEMA_JSON, "Properties that sortby can use"),
+            link(f"{url}?{urlencode(params)}" if params else url, "self", GEOJSON),
+            link(f"{url}?{urlencode({**params, 'f': 'csv'})}", "alternate", CSV, "This page as CSV"),
+            link(f"{url}?{urlencode({**params, 'f': 'fgb'})}", "alternate", FLATGEOBUF, "This page as FlatGeobuf"),
+            link(collection_url, "collection", JSON, "The layer"),
+            link(f"{collection_url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
+            link(f"{collection_url}/sortables", SORTABLES_REL, SCHEMA_JSON, "Properties that sortby can use"),
         ]
         if page.next_after is not None:
             following = {k: v for k, v in params.items() if k != "cursor"}
             following["cursor"] = encode_cursor(sort, page.next_after)
-            links.append(_link(f"{url}?{urlencode(following)}", "next", GEOJSON, "Next page"))
+            links.append(link(f"{url}?{urlencode(following)}", "next", GEOJSON, "Next page"))
         members: dict[str, Any] = {
             "timeStamp": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "numberReturned": len(page.ids),
@@ -363,11 +357,11 @@ class FeaturesAPI:
             "crs": SUPPORTED,
             "storageCrs": CRS84,
             "links": [
-                _link(url, "self", JSON),
-                _link(f"{url}/items", "items", GEOJSON, "The features"),
-                _link(f"{url}/schema", "describedby", SCHEMA_JSON, "The schema of the features"),
-                _link(f"{url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
-                _link(f"{url}/sortables", SORTABLES_REL, SCHEMA_JSON, "Properties that sortby can use"),
+                link(url, "self", JSON),
+                link(f"{url}/items", "items", GEOJSON, "The features"),
+                link(f"{url}/schema", "describedby", SCHEMA_JSON, "The schema of the features"),
+                link(f"{url}/queryables", QUERYABLES_REL, SCHEMA_JSON, "Properties that filters can use"),
+                link(f"{url}/sortables", SORTABLES_REL, SCHEMA_JSON, "Properties that sortby can use"),
             ],
             "twin:kind": layer.kind.value,
         }

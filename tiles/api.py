@@ -23,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from layers.errors import InvalidInputError, NotFoundError
 from layers.model import LayerDefinition
 from layers.store import LayerStore
+from ogc.links import link
 from tiles.grid import SUPPORTED, TileAddress, parse_address, tile_matrix_set
 from tiles.service import LayerScope, TileRequest, TileService, layers_extent, property_list
 from tiles.styles import MVT, style_document, tilejson
@@ -98,7 +99,7 @@ class TilesAPI:
                         "id": tms,
                         "title": tile_matrix_set(tms).title,
                         "uri": WEB_MERCATOR_URI,
-                        "links": [_link(f"{base}/tileMatrixSets/{tms}", "self", JSON)],
+                        "links": [link(f"{base}/tileMatrixSets/{tms}", "self", JSON)],
                     }
                     for tms in SUPPORTED
                 ]
@@ -116,7 +117,7 @@ class TilesAPI:
             layer = store.get_layer(collectionId)
             url = f"{_base(request)}/collections/{layer.id}/tiles"
             return {
-                "links": [_link(url, "self", JSON)],
+                "links": [link(url, "self", JSON)],
                 "tilesets": [self._tileset_summary(request, url, tms, layer.title) for tms in SUPPORTED],
             }
 
@@ -168,7 +169,7 @@ class TilesAPI:
         def dataset_tilesets(request: Request) -> dict[str, Any]:
             url = f"{_base(request)}/tiles"
             return {
-                "links": [_link(url, "self", JSON)],
+                "links": [link(url, "self", JSON)],
                 "tilesets": [self._tileset_summary(request, url, tms, "Twin") for tms in SUPPORTED],
             }
 
@@ -228,7 +229,7 @@ class TilesAPI:
                     {
                         "id": "default",
                         "title": "Mọi lớp (all layers)",
-                        "links": [_link(url, "stylesheet", STYLE_JSON), _link(url, "describedby", JSON)],
+                        "links": [link(url, "stylesheet", STYLE_JSON), link(url, "describedby", JSON)],
                     }
                 ]
             }
@@ -252,8 +253,8 @@ class TilesAPI:
             "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
             "tileMatrixSetURI": WEB_MERCATOR_URI,
             "links": [
-                _link(f"{url}/{tms}", "self", JSON),
-                _link(f"{_base(request)}/tileMatrixSets/{tms}", TILING_SCHEME_REL, JSON),
+                link(f"{url}/{tms}", "self", JSON),
+                link(f"{_base(request)}/tileMatrixSets/{tms}", TILING_SCHEME_REL, JSON),
             ],
         }
 
@@ -291,9 +292,9 @@ class TilesAPI:
                 for layer in layers
             ],
             "links": [
-                _link(url, "self", JSON),
-                _link(f"{_base(request)}/tileMatrixSets/{tms}", TILING_SCHEME_REL, JSON),
-                _link(f"{url}/tilejson.json{suffix}", "alternate", JSON, "TileJSON"),
+                link(url, "self", JSON),
+                link(f"{_base(request)}/tileMatrixSets/{tms}", TILING_SCHEME_REL, JSON),
+                link(f"{url}/tilejson.json{suffix}", "alternate", JSON, "TileJSON"),
                 {
                     "href": f"{url}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}{suffix}",
                     "rel": "item",
@@ -339,13 +340,6 @@ class TilesAPI:
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
-
-
-def _link(href: str, rel: str, media_type: str, title: str | None = None) -> dict[str, Any]:
-    link: dict[str, Any] = {"href": href, "rel": rel, "type": media_type}
-    if title:
-        link["title"] = title
-    return link
 
 
 def _json(document: dict[str, Any], media_type: str) -> Response:

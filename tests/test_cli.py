@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -81,6 +82,17 @@ def test_samples_load_into_a_running_server(env: dict[str, str], server: str) ->
         assert expected in result.stdout
     wards = httpx.get(f"{server}/admin/layers/wards").json()
     assert wards["definition"]["kind"] == "admin_area" and wards["feature_count"] >= 10
-    # Running it again replaces the samples rather than doubling them.
-    run_twin(env, "samples", "--scale", "0.02")
+    # The sample's clock is now: the latest report came in during the day before.
+    now = datetime.now(UTC)
+    latest = _latest_report(server)
+    assert now - timedelta(days=1) < latest <= now
+    # Running it again replaces the samples rather than doubling them; --as-of sets the clock.
+    run_twin(env, "samples", "--scale", "0.02", "--as-of", "2026-11-01T08:00")
     assert httpx.get(f"{server}/admin/layers/wards").json()["feature_count"] == wards["feature_count"]
+    clock = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)  # 08:00 in Quy Nhơn
+    assert clock - timedelta(days=1) < _latest_report(server) < clock
+
+
+def _latest_report(server: str) -> datetime:
+    page = httpx.get(f"{server}/collections/incidents/items", params={"sortby": "-reported_at", "limit": 1}).json()
+    return datetime.fromisoformat(page["features"][0]["properties"]["reported_at"])

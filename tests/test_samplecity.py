@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,29 @@ def test_timestamps_derive_from_the_reference_date(frames: dict[str, Any]) -> No
     assert (resolved["resolved_at"] >= resolved["reported_at"]).all()
     assert (resolved["resolved_at"] <= REFERENCE).all()
     assert (frames["vessels"]["observed_at"] <= REFERENCE).all()
+
+
+def test_another_clock_moves_every_timestamp_and_nothing_else(frames: dict[str, Any], tmp_path: Path) -> None:
+    """``twin samples`` sets the clock to the current minute: the same city, its times moved with it."""
+    later = REFERENCE_TIME + timedelta(days=400, hours=9, minutes=30)
+    moved = {
+        layer.definition["id"]: pyogrio.read_dataframe(layer.path)
+        for layer in generate_city(tmp_path, seed=SEED, scale=SCALE, reference=later)
+    }
+    shift = pd.Timedelta(later - REFERENCE_TIME)
+    for layer_id, columns in {
+        "sensors": ["observed_at"],
+        "vessels": ["observed_at"],
+        "incidents": ["reported_at", "due_at", "resolved_at"],
+    }.items():
+        before, after = frames[layer_id], moved[layer_id]
+        for column in columns:
+            pd.testing.assert_series_equal(after[column], (before[column] + shift).astype(after[column].dtype))
+        same = [c for c in before.columns if c not in columns and c != "incident_id"]
+        pd.testing.assert_frame_equal(after[same], before[same])
+    # Report numbers carry the year they were reported in.
+    years = moved["incidents"]["reported_at"].dt.tz_convert("+07:00").dt.year.astype(str)
+    assert (moved["incidents"]["incident_id"].str.split("-").str[1] == years).all()
 
 
 def test_inputs_dir_override_is_used(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -107,17 +108,28 @@ def serve(
 def samples(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 2025,
     scale: Annotated[float, typer.Option(min=0.001, max=10, help="Multiplier of feature counts.")] = 1.0,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+            help="The sample's clock, Quy Nhơn time (UTC+7): readings, vessel positions and citizen reports "
+            "lead up to it [default: now].",
+        ),
+    ] = None,
 ) -> None:
     """Generate the Quy Nhơn sample city into TWIN_DATA_DIR/samples and load it, replacing earlier samples."""
     from twin.samplecity import generate_city
+    from twin.samplecity.clock import LOCAL_TZ, current_minute
     from twin.samplecity.dem import register_sample_dem
     from twin.samplecity.inputs import load_inputs
 
     settings = TwinSettings()
     out_dir = settings.data_dir / "samples"
     out_dir.mkdir(parents=True, exist_ok=True)
+    reference = current_minute() if as_of is None else as_of.replace(tzinfo=LOCAL_TZ)
     with console.status("generating the sample city…"):
-        generated = generate_city(out_dir, seed=seed, scale=scale)
+        generated = generate_city(out_dir, seed=seed, scale=scale, reference=reference)
     with _open_store() as store:
         for sample in generated:
             definition = LayerDefinition.model_validate(sample.definition)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from twin.samplecity.clock import REFERENCE_TIME
 from twin.samplecity.definitions import LAYER_ORDER, build_definitions
 from twin.samplecity.geography import derive_geography
 from twin.samplecity.inputs import SampleInputs, load_inputs
@@ -79,12 +81,17 @@ def _rng(seed: int, stream: str) -> np.random.Generator:
 
 
 def generate_city(
-    out_dir: Path, seed: int = DEFAULT_SEED, scale: float = 1.0, inputs_dir: Path | None = None
+    out_dir: Path,
+    seed: int = DEFAULT_SEED,
+    scale: float = 1.0,
+    inputs_dir: Path | None = None,
+    reference: datetime = REFERENCE_TIME,
 ) -> list[SampleLayer]:
     """Write one GeoPackage per layer plus ``layers.json`` into ``out_dir``.
 
-    The same seed and scale give the same bytes, so the sample can be
-    regenerated instead of stored.
+    Readings, vessel positions and reports lead up to ``reference`` (see
+    ``clock``). The same seed, scale and reference give the same bytes, so the
+    sample can be regenerated instead of stored.
     """
     if scale <= 0:
         raise ValueError("scale must be positive")
@@ -95,7 +102,7 @@ def generate_city(
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = load_inputs(inputs_dir)
     definitions = build_definitions(inputs)
-    data = _build_layers(inputs, seed, scale)
+    data = _build_layers(inputs, seed, scale, int(reference.timestamp()))
     layers = []
     for layer_id in LAYER_ORDER:
         path = write_layer(definitions[layer_id], data[layer_id], out_dir)
@@ -111,7 +118,7 @@ def generate_city(
     return layers
 
 
-def _build_layers(inputs: SampleInputs, seed: int, scale: float) -> dict[str, LayerData]:
+def _build_layers(inputs: SampleInputs, seed: int, scale: float, reference_epoch: int) -> dict[str, LayerData]:
     geo = inputs.geography
     city = derive_geography(geo)
     wards = build_wards(inputs.wards, geo.land)
@@ -129,7 +136,7 @@ def _build_layers(inputs: SampleInputs, seed: int, scale: float) -> dict[str, La
         count("address_points"),
         _rng(seed, "address_points"),
     )
-    vessels, tracks = vessel_layers(inputs.vessels, city, count("vessels"), _rng(seed, "vessels"))
+    vessels, tracks = vessel_layers(inputs.vessels, city, count("vessels"), _rng(seed, "vessels"), reference_epoch)
     layers = [
         wards_layer(wards),
         addresses,
@@ -140,9 +147,19 @@ def _build_layers(inputs: SampleInputs, seed: int, scale: float) -> dict[str, La
         street_lights_layer(network, city, inputs.road_classes, count("street_lights"), _rng(seed, "street_lights")),
         drainage_layer(network, city, inputs.road_classes, count("drainage"), _rng(seed, "drainage")),
         cameras_layer(network, city, wards, count("cameras"), _rng(seed, "cameras")),
-        sensors_layer(inputs.sensor_kinds, anchors, city, wards, count("sensors"), _rng(seed, "sensors")),
+        sensors_layer(
+            inputs.sensor_kinds, anchors, city, wards, count("sensors"), _rng(seed, "sensors"), reference_epoch
+        ),
         vessels,
         tracks,
-        incidents_layer(inputs.incident_categories, anchors, city, wards, count("incidents"), _rng(seed, "incidents")),
+        incidents_layer(
+            inputs.incident_categories,
+            anchors,
+            city,
+            wards,
+            count("incidents"),
+            _rng(seed, "incidents"),
+            reference_epoch,
+        ),
     ]
     return {layer.layer_id: layer for layer in layers}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from twin.samplecity.clock import DAY, MINUTE, REFERENCE_EPOCH
+from twin.samplecity.clock import DAY, MINUTE
 from twin.samplecity.geography import (
     GEOD,
     CityGeography,
@@ -54,14 +54,14 @@ MAX_TURN = np.radians(60.0)  # per 10 minutes: time enough for a fishing boat to
 
 
 def vessel_layers(
-    vocab: VesselVocabulary, city: CityGeography, count: int, rng: np.random.Generator
+    vocab: VesselVocabulary, city: CityGeography, count: int, rng: np.random.Generator, reference_epoch: int
 ) -> tuple[LayerData, LayerData]:
     statuses = [s.name for s in vocab.statuses]
     weights = np.array([s.weight for s in vocab.statuses])
     status = rng.choice(len(statuses), size=count, p=weights / weights.sum())
     lon, lat = _tracks(vocab, city, status, rng)
     registration = _registrations(vocab, count, rng)
-    ended = REFERENCE_EPOCH - rng.integers(1, 30, count) * MINUTE
+    ended = reference_epoch - rng.integers(1, 30, count) * MINUTE
     heading, legs = GEOD.inv(lon[:, -2], lat[:, -2], lon[:, -1], lat[:, -1])[0::2]
     vessels = LayerData(
         "vessels",

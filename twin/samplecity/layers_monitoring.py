@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import shapely
 
-from twin.samplecity.clock import DAY, LOCAL_OFFSET_S, MINUTE, REFERENCE_EPOCH
+from twin.samplecity.clock import DAY, LOCAL_OFFSET_S, MINUTE
 from twin.samplecity.definitions import INCIDENT_STATUSES
 from twin.samplecity.geography import CityGeography, sample_along, xy_to_lonlat
 from twin.samplecity.inputs import IncidentCategory, SensorKind
@@ -48,6 +48,7 @@ def sensors_layer(
     wards: WardIndex,
     count: int,
     rng: np.random.Generator,
+    reference_epoch: int,
 ) -> LayerData:
     names = ("sensor_id", "sensor_type", "name", "unit", "threshold", "last_value", "observed_at", "ward")
     columns: dict[str, list[object]] = {name: [] for name in names}
@@ -73,7 +74,7 @@ def sensors_layer(
         columns["threshold"].extend([kind.threshold] * len(x))
         columns["last_value"].extend(_readings(kind, len(x), rng))
         seconds = rng.integers(0, 24 * 60, len(x)) * MINUTE
-        columns["observed_at"].extend(REFERENCE_EPOCH - seconds - MINUTE)
+        columns["observed_at"].extend(reference_epoch - seconds - MINUTE)
         columns["ward"].extend(np.where(on_land & (ward >= 0), wards.names[np.maximum(ward, 0)], ""))
         points.append(shapely.points(lon, lat))
     return LayerData("sensors", columns, np.concatenate(points))
@@ -167,6 +168,7 @@ def incidents_layer(
     wards: WardIndex,
     count: int,
     rng: np.random.Generator,
+    reference_epoch: int,
 ) -> LayerData:
     """Citizen reports near published addresses over the year before the reference date."""
     lon, lat, ward, street = _incident_sites(anchors, city, wards, count, rng)
@@ -176,7 +178,7 @@ def incidents_layer(
     rainy = np.array([c.rainy_season for c in categories])[category] & (rng.random(count) < RAINY_SHARE)
     window = np.where(rainy, RAINY_SEASON_DAYS, 365) * DAY
     age = np.maximum(np.floor(rng.random(count) * window), 5 * MINUTE)
-    reported = REFERENCE_EPOCH - age
+    reported = reference_epoch - age
     order = np.argsort(reported, kind="stable")
     status, resolved = _lifecycle(age, urgent, rng)
     titles = [

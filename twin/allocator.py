@@ -11,7 +11,7 @@ Keeping such blocks in the heap and keeping some free memory between requests
 removes most of them (160 → 4 a tile): a Twin worker used about 10% less CPU
 for dense point tiles (``bench/tiles_bench.py``). The price is memory that stays
 with the process after a peak: at most the trim threshold plus the top pad in
-each of ``ARENA_MAX`` heaps.
+each of the (at most 4) arenas, about 320 MiB.
 
 Setting a parameter turns off glibc's own adjustment of it. A parameter given
 in the environment (``MALLOC_TRIM_THRESHOLD_`` and the like, see mallopt(3))

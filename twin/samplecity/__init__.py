@@ -1,9 +1,10 @@
 """Deterministic sample city of Quy Nhơn (Bình Định, Vietnam) for demos, tests and benchmarks.
 
-``generate_city(out_dir, seed, scale)`` writes one GeoPackage per layer
-(wards, address points, parcels, roads, street lights, drainage, cameras,
-sensors, vessels, vessel tracks, citizen incidents) and a ``layers.json``
-with their definitions. The same seed and scale always give the same data.
+``generate_city(out_dir, seed, scale, reference=…)`` writes one GeoPackage per
+layer (wards, address points, parcels, roads, street lights, drainage, cameras,
+sensors, vessels, vessel tracks, citizen incidents) and a ``layers.json`` with
+their definitions. The same seed, scale and reference time (see ``clock``)
+always give the same data.
 """
 
 from twin.samplecity.clock import REFERENCE_TIME

@@ -1,20 +1,23 @@
-"""Point layers of a vector tile, written for all points at once with numpy and Arrow.
+"""Point layers of a vector tile, written for all points at once: Arrow finds the distinct values,
+loops compiled by numba write the bytes.
 
 A point tile is mostly properties. PostGIS's ``ST_AsMVT`` spends about half a
 microsecond on each property value, and mapbox-vector-tile builds each feature
 in Python; for a 5,000-point tile with three properties either costs more than
 reading the rows. Points need none of the geometry work that makes a general encoder
 worth having (clipping, snapping shapes, ring winding): a point is one
-``MoveTo`` command. So this module lays out the protobuf of a whole point layer
-(Mapbox Vector Tile 2.1, ``vector_tile.proto``) as arrays.
+``MoveTo`` command. So this module writes the protobuf of a whole point layer
+(Mapbox Vector Tile 2.1, ``vector_tile.proto``) from arrays.
 
-Every feature has the same fields in the same order, and every field is a
-varint: a tag or a one-byte constant is the varint of itself (all are under
-128). So the features are rows of fields (``Field``: a value and a varint
-length per row, 0 for a field left out, such as the tag of a NULL property);
-the lengths give the size prefixes before any byte is written, and one pass
-turns all the rows into bytes (``varint_rows``). Distinct values are found by Arrow's
-dictionary encoding, the text values' bytes joined to their prefixes by Arrow.
+Distinct values are found by Arrow's dictionary encoding: each feature's
+properties become a row of value indices (-1 for NULL, whose tag is left out).
+Then compiled loops (``_write_features``, ``_write_text_values``,
+``_write_integer_values``) make two passes over the rows: the first adds up each
+message's length, which protobuf writes before the message, the second writes
+the bytes. They create no Python object per feature and release the GIL. For a
+5,000-point tile this takes 0.2 ms, where array operations in numpy took 1.2 ms.
+numba compiles them on first use and keeps the machine code in ``__pycache__``
+(or its user cache), so later processes load it.
 
 It writes what ``ST_AsMVT`` writes for the same rows: the feature ids; every
 property column as a key; values shared across columns and deduplicated;
@@ -32,12 +35,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 from numpy.typing import NDArray
 
 from layers.model import FieldType
 
 _U8 = NDArray[np.uint8]
-_U64 = NDArray[np.uint64]
 _I64 = NDArray[np.int64]
 
 # Field tags (field number << 3 | wire type) of vector_tile.proto.
@@ -55,63 +58,122 @@ _STRING_VALUE, _DOUBLE_VALUE, _UINT_VALUE, _SINT_VALUE, _BOOL_VALUE = 1 << 3 | 2
 _POINT = 1
 _MOVE_TO_ONE = 9  # command MoveTo (1), repeated once
 
-
-def varint_lengths(values: NDArray[Any]) -> _U8:
-    """How many bytes each value (non-negative, any shape) takes as a protobuf varint."""
-    v = np.asarray(values, dtype=np.uint64)
-    lengths = np.ones(v.shape, dtype=np.uint8)
-    for k in range(1, 10):
-        longer = v >= np.uint64(1 << (7 * k))
-        if not longer.any():
-            break
-        lengths += longer
-    return lengths
+#: Compiled to machine code, kept in numba's cache, and run without the GIL.
+_compiled = njit(cache=True, nogil=True)
 
 
-#: One field of a message that many rows repeat: its value and its length as a varint in bytes (0
-#: where a row leaves the field out), each the same for all rows (an int) or one per row (an array).
-#: A value that is the same for all rows is a tag or a small constant, under 128: one byte.
-Field = tuple[int | NDArray[Any], int | NDArray[Any]]
+@_compiled
+def varint_size(value: np.uint64) -> int:
+    """How many bytes a non-negative value takes as a protobuf varint."""
+    n = 1
+    while value >= np.uint64(0x80):
+        value >>= np.uint64(7)
+        n += 1
+    return n
 
 
-def varint_field(values: NDArray[Any], present: NDArray[np.bool_] | None = None) -> Field:
-    """A field of a varint per row, left out where not ``present``."""
-    v = np.asarray(values, dtype=np.uint64)
-    lengths = varint_lengths(v)
-    return v, lengths if present is None else lengths * present
+@_compiled
+def put_varint(out: _U8, at: int, value: np.uint64) -> int:
+    """Write a non-negative value as a varint at ``out[at]``; return where the next byte goes."""
+    while value >= np.uint64(0x80):
+        out[at] = (value & np.uint64(0x7F)) | np.uint64(0x80)
+        value >>= np.uint64(7)
+        at += 1
+    out[at] = value
+    return at + 1
 
 
-def size(fields: Sequence[Field], n: int) -> _I64:
-    """Each row's length in bytes over these fields."""
-    total = np.zeros(n, dtype=np.int64)
-    for _, length in fields:
-        total += length
-    return total
+@_compiled
+def zigzag(value: np.int64) -> np.uint64:
+    """A signed integer as protobuf's sint: 0, -1, 1, -2 … become 0, 1, 2, 3 …"""
+    return np.uint64((value << np.int64(1)) ^ (value >> np.int64(63)))
 
 
-def varint_rows(fields: Sequence[Field], n: int) -> _U8:
-    """``n`` rows of these fields, each a varint, row after row: the bytes end to end.
-
-    Each field gets as many byte slots as its longest value needs; the slots are filled a field and
-    byte at a time, then those within each value's length are kept, in row order."""
-    widths = [int(np.max(length)) if isinstance(length, np.ndarray) else length for _, length in fields]
-    slots = np.empty((n, sum(widths)), dtype=np.uint8)
-    used = np.empty(slots.shape, dtype=bool)
+@_compiled
+def _write_features(fids: _I64, x: _I64, y: _I64, codes: _I64) -> _U8:
+    """The layer's ``features`` fields: for each point its id (as uint64), its tags (the key's index
+    and ``codes[key, point]`` for each code that is not -1), its type and its geometry, ``MoveTo``
+    to ``x``, ``y``."""
+    n, keys = len(fids), codes.shape[0]
+    tags = np.zeros(n, dtype=np.int64)
+    feature = np.empty(n, dtype=np.int64)
+    total = 0
+    for i in range(n):
+        for key in range(keys):
+            if codes[key, i] >= 0:
+                tags[i] += varint_size(np.uint64(key)) + varint_size(np.uint64(codes[key, i]))
+        geometry = 1 + varint_size(zigzag(x[i])) + varint_size(zigzag(y[i]))  # under 128: one byte
+        size = 1 + varint_size(np.uint64(fids[i])) + 2 + 2 + geometry
+        if tags[i] > 0:
+            size += 1 + varint_size(np.uint64(tags[i])) + tags[i]
+        feature[i] = size
+        total += 1 + varint_size(np.uint64(size)) + size
+    out = np.empty(total, dtype=np.uint8)
     at = 0
-    for (value, length), width in zip(fields, widths, strict=True):
-        if isinstance(value, int) and width == 1:  # a tag or a small constant: its own byte
-            slots[:, at] = value
-            used[:, at] = length
-            at += 1
-            continue
-        v = np.asarray(value, dtype=np.uint64)
-        for b in range(width):
-            more = (np.asarray(length) > b + 1).astype(np.uint8) << np.uint8(7)
-            slots[:, at] = (v & np.uint64(0x7F)).astype(np.uint8) | more
-            used[:, at] = length > b
-            v = v >> np.uint64(7)
-            at += 1
-    return slots[used]
+    for i in range(n):
+        out[at] = _LAYER_FEATURES
+        at = put_varint(out, at + 1, np.uint64(feature[i]))
+        out[at] = _FEATURE_ID
+        at = put_varint(out, at + 1, np.uint64(fids[i]))
+        if tags[i] > 0:
+            out[at] = _FEATURE_TAGS
+            at = put_varint(out, at + 1, np.uint64(tags[i]))
+            for key in range(keys):
+                if codes[key, i] >= 0:
+                    at = put_varint(out, at, np.uint64(key))
+                    at = put_varint(out, at, np.uint64(codes[key, i]))
+        gx, gy = zigzag(x[i]), zigzag(y[i])
+        out[at] = _FEATURE_TYPE
+        out[at + 1] = _POINT
+        out[at + 2] = _FEATURE_GEOMETRY
+        out[at + 3] = 1 + varint_size(gx) + varint_size(gy)
+        out[at + 4] = _MOVE_TO_ONE
+        at = put_varint(out, at + 5, gx)
+        at = put_varint(out, at, gy)
+    assert at == total
+    return out
+
+
+@_compiled
+def _write_text_values(offsets: NDArray[np.int32], data: _U8) -> _U8:
+    """``values`` fields of text: a Value message with ``string_value`` for each string of an Arrow
+    string array (its offsets and its UTF-8 bytes)."""
+    n = len(offsets) - 1
+    total = 0
+    for i in range(n):
+        length = offsets[i + 1] - offsets[i]
+        value = 1 + varint_size(np.uint64(length)) + length
+        total += 1 + varint_size(np.uint64(value)) + value
+    out = np.empty(total, dtype=np.uint8)
+    at = 0
+    for i in range(n):
+        length = offsets[i + 1] - offsets[i]
+        out[at] = _LAYER_VALUES
+        at = put_varint(out, at + 1, np.uint64(1 + varint_size(np.uint64(length)) + length))
+        out[at] = _STRING_VALUE
+        at = put_varint(out, at + 1, np.uint64(length))
+        out[at : at + length] = data[offsets[i] : offsets[i + 1]]
+        at += length
+    assert at == total
+    return out
+
+
+@_compiled
+def _write_integer_values(values: _I64) -> _U8:
+    """``values`` fields of integers: ``uint_value``, or ``sint_value`` for a negative one."""
+    total = 0
+    for v in values:
+        total += 3 + varint_size(zigzag(v) if v < 0 else np.uint64(v))
+    out = np.empty(total, dtype=np.uint8)
+    at = 0
+    for v in values:
+        payload = zigzag(v) if v < 0 else np.uint64(v)
+        out[at] = _LAYER_VALUES
+        out[at + 1] = 1 + varint_size(payload)
+        out[at + 2] = _SINT_VALUE if v < 0 else _UINT_VALUE
+        at = put_varint(out, at + 3, payload)
+    assert at == total
+    return out
 
 
 def varint(value: int) -> bytes:
@@ -122,12 +184,6 @@ def varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-def zigzag(values: NDArray[np.int64]) -> _U64:
-    """Signed integers as protobuf's sint: 0, -1, 1, -2 … become 0, 1, 2, 3 …"""
-    v = np.asarray(values, dtype=np.int64)
-    return ((v << 1) ^ (v >> 63)).view(np.uint64)
 
 
 def _field(tag: int, payload: bytes) -> bytes:
@@ -162,11 +218,11 @@ def _written(values: pa.Array, kind: FieldType) -> pa.Array:
 
 
 class _Values:
-    """The layer's value table, shared by all columns: each distinct value of each kind once, text first."""
+    """The layer's value table, shared by all columns: each distinct value of each kind once, text
+    first; and ``codes``, a row per column of each feature's index in it (-1 for NULL)."""
 
-    def __init__(self, columns: Sequence[tuple[FieldType, pa.Array]]) -> None:
-        self.present = [np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool) for _, a in columns]
-        self.indices: list[_I64] = [np.empty(0, np.int64)] * len(columns)
+    def __init__(self, columns: Sequence[tuple[FieldType, pa.Array]], n: int) -> None:
+        self.codes = np.empty((len(columns), n), dtype=np.int64)
         self.tables: dict[FieldType, pa.Array] = {}
         offset = 0
         for kind in (FieldType.STRING, FieldType.NUMBER, FieldType.INTEGER, FieldType.BOOLEAN):
@@ -175,29 +231,20 @@ class _Values:
                 continue
             joined = pa.chunked_array([columns[i][1] for i in mine], type=_ARROW_TYPES[kind]).combine_chunks()
             encoded = joined.dictionary_encode()
-            codes = encoded.indices.fill_null(0).to_numpy().astype(np.int64) + offset
-            start = 0
-            for i in mine:
-                self.indices[i] = codes[start : start + len(columns[i][1])]
-                start += len(columns[i][1])
+            codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int64).reshape(len(mine), n)
+            self.codes[mine] = np.where(codes >= 0, codes + offset, -1)
             self.tables[kind] = encoded.dictionary
             offset += len(encoded.dictionary)
 
     def encoded(self) -> bytes:
         """The layer's ``values`` fields, in index order: each a Value message."""
         parts = []
-        if FieldType.STRING in self.tables:
-            texts = self.tables[FieldType.STRING].cast(pa.binary())
-            count = len(texts)
-            lengths = pc.binary_length(texts).to_numpy()
-            text = varint_field(lengths)
-            head = [(_LAYER_VALUES, 1), varint_field(1 + text[1] + lengths), (_STRING_VALUE, 1), text]
-            offsets = np.concatenate([[0], np.cumsum(size(head, count))]).astype(np.int32)
-            buffers = [None, pa.py_buffer(offsets), pa.py_buffer(varint_rows(head, count))]
-            prefixes = pa.BinaryArray.from_buffers(pa.binary(), count, buffers)
-            joined = pc.binary_join_element_wise(prefixes, texts, b"")
-            ends = np.frombuffer(joined.buffers()[1], dtype=np.int32)[joined.offset : joined.offset + len(joined) + 1]
-            parts.append(joined.buffers()[2].to_pybytes()[ends[0] : ends[-1]])
+        texts = self.tables.get(FieldType.STRING)
+        if texts is not None and len(texts) > 0:
+            _, offsets, data = texts.buffers()
+            ends = np.frombuffer(offsets, dtype=np.int32)[texts.offset : texts.offset + len(texts) + 1]
+            utf8 = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, dtype=np.uint8)
+            parts.append(_write_text_values(ends, utf8).tobytes())
         if FieldType.NUMBER in self.tables:
             doubles = self.tables[FieldType.NUMBER].to_numpy().astype("<f8")
             fixed = np.empty((len(doubles), 11), dtype=np.uint8)
@@ -205,12 +252,7 @@ class _Values:
             fixed[:, 3:] = doubles.view(np.uint8).reshape(len(doubles), 8)
             parts.append(fixed.tobytes())
         if FieldType.INTEGER in self.tables:
-            ints = self.tables[FieldType.INTEGER].to_numpy().astype(np.int64)
-            negative = ints < 0
-            payload = varint_field(np.where(negative, zigzag(ints), ints.astype(np.uint64)))
-            tag = np.where(negative, _SINT_VALUE, _UINT_VALUE)
-            value = [(_LAYER_VALUES, 1), varint_field(1 + np.asarray(payload[1])), (tag, 1), payload]
-            parts.append(varint_rows(value, len(ints)).tobytes())
+            parts.append(_write_integer_values(self.tables[FieldType.INTEGER].to_numpy().astype(np.int64)).tobytes())
         if FieldType.BOOLEAN in self.tables:
             flags = self.tables[FieldType.BOOLEAN].to_numpy(zero_copy_only=False).astype(np.uint8)
             fixed = np.empty((len(flags), 4), dtype=np.uint8)
@@ -233,34 +275,14 @@ def encode_points(
     n = len(fids)
     if n == 0:
         return b""
-    table = _Values([(kind, _written(typed(values, kind), kind)) for _, kind, values in columns])
-    tags: list[Field] = []
-    for key, present in enumerate(table.present):
-        tags.append((key, present) if key < 128 else varint_field(np.full(n, key), present))
-        tags.append(varint_field(table.indices[key], present))
-    tags_size = size(tags, n)
-    has_tags = tags_size > 0
-    x_field, y_field = varint_field(zigzag(x)), varint_field(zigzag(y))
-    geometry_size = 1 + size([x_field, y_field], n)  # under 128: a command and two varints
-    feature: list[Field] = [
-        (_FEATURE_ID, 1),
-        varint_field(np.asarray(fids, dtype=np.int64).view(np.uint64)),
-        (_FEATURE_TAGS, has_tags),
-        varint_field(tags_size, has_tags),
-        *tags,
-        (_FEATURE_TYPE, 1),
-        (_POINT, 1),
-        (_FEATURE_GEOMETRY, 1),
-        (geometry_size, 1),
-        (_MOVE_TO_ONE, 1),
-        x_field,
-        y_field,
-    ]
-    features = [(_LAYER_FEATURES, 1), varint_field(size(feature, n)), *feature]
+    table = _Values([(kind, _written(typed(values, kind), kind)) for _, kind, values in columns], n)
+    features = _write_features(
+        np.asarray(fids, dtype=np.int64), np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64), table.codes
+    )
     layer = b"".join(
         [
             _field(_LAYER_NAME, name.encode()),
-            varint_rows(features, n).tobytes(),
+            features.tobytes(),
             *(_field(_LAYER_KEYS, key.encode()) for key, _, _ in columns),
             table.encoded(),
             bytes([_LAYER_EXTENT]) + varint(extent),
@@ -268,3 +290,16 @@ def encode_points(
         ]
     )
     return _field(_TILE_LAYERS, layer)
+
+
+def compile_encoder() -> None:
+    """Compile the loops now (or load them from numba's cache), so that no tile waits for it: a
+    process's first point tile would otherwise take 0.4 s more, and 3 s on a new machine."""
+    columns = [
+        ("text", FieldType.STRING, ["a"]),
+        ("number", FieldType.NUMBER, [0.5]),
+        ("integer", FieldType.INTEGER, [-1]),
+        ("flag", FieldType.BOOLEAN, [True]),
+    ]
+    one = np.zeros(1, dtype=np.int64)
+    encode_points("compile", 4096, one, one, one, columns)

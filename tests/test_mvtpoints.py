@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from layers.model import FieldType
-from layers.mvtpoints import encode_points, varint, varint_lengths, varint_rows, zigzag
+from layers.mvtpoints import encode_points, put_varint, varint, varint_size, zigzag
 from layers.vectortiles import mvt_value
 
 
@@ -18,15 +18,19 @@ def decode(data: bytes) -> dict:
 
 
 def test_varints_and_zigzag_follow_protobuf() -> None:
-    values = np.array([0, 1, 127, 128, 300, 16383, 16384, 2**32, 2**63 - 1, 2**64 - 1], dtype=np.uint64)
-    lengths = varint_lengths(values)
-    flat = varint_rows([(values, lengths)], len(values)).tobytes()
-    ends = np.cumsum(lengths)
-    encoded = [flat[end - length : end] for end, length in zip(ends, lengths, strict=True)]
+    values = [0, 1, 127, 128, 300, 16383, 16384, 2**32, 2**63 - 1, 2**64 - 1]
+    encoded = []
+    for value in values:
+        out = np.zeros(12, dtype=np.uint8)
+        end = put_varint(out, 1, np.uint64(value))
+        assert end - 1 == varint_size(np.uint64(value))
+        assert out[0] == 0 and not out[end:].any()  # nothing written outside its bytes
+        encoded.append(out[1:end].tobytes())
     assert encoded[:5] == [b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02"]  # protobuf's own examples
     assert [len(e) for e in encoded[5:]] == [2, 3, 5, 9, 10]
-    assert [varint(int(v)) for v in values] == encoded  # the one-value form agrees
-    assert zigzag(np.array([0, -1, 1, -2, 2147483647, -2147483648])).tolist() == [0, 1, 2, 3, 4294967294, 4294967295]
+    assert [varint(v) for v in values] == encoded  # the pure Python form agrees
+    signed = [0, -1, 1, -2, 2147483647, -2147483648, 2**63 - 1, -(2**63)]
+    assert [int(zigzag(np.int64(v))) for v in signed] == [0, 1, 2, 3, 4294967294, 4294967295, 2**64 - 2, 2**64 - 1]
 
 
 def test_points_and_every_kind_of_value_round_trip() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from layers.errors import TwinError, UnavailableError
+from layers.mvtpoints import compile_encoder
 from layers.rasters import RasterCatalog, RasterKind
 from layers.signal import SharedCounter
 from layers.store import LayerStore
@@ -51,6 +53,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
+        threading.Thread(target=compile_encoder, name="compile-point-encoder", daemon=True).start()
         if owned:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             writes = SharedCounter(settings.write_counter_path)

@@ -55,6 +55,13 @@ class LayerRegistry:
             return found
         return self.tables(conn, layer.id)
 
+    def known(self, layer_id: str, version: int) -> LayerDefinition | None:
+        """The layer's definition in catalog ``version``, if that is the version at hand (None otherwise,
+        or if the layer is not in it)."""
+        with self._lock:
+            found = self._tables.get(layer_id) if self._seen_version == version else None
+        return None if found is None else found.definition
+
     def definitions(self, conn: Connection) -> list[LayerDefinition]:
         return [t.definition for t in sorted(self._current(conn).values(), key=lambda t: t.definition.id)]
 

@@ -7,6 +7,7 @@ server, where a write to one worker must never leave a stale tile in the other.
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 import shutil
 import subprocess
@@ -22,8 +23,9 @@ from fastapi.testclient import TestClient
 from pyproj import Transformer
 from shapely.geometry import Point, box
 
+import tiles.service
 from layers.features import FeatureInput
-from layers.model import LayerDefinition
+from layers.model import LayerDefinition, LayerPatch
 from layers.signal import SharedCounter
 from layers.store import LayerStore
 from tiles.grid import TileAddress, tile_spec
@@ -327,6 +329,49 @@ def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: s
                 elsewhere.close()
             time.sleep(RECHECK_SECONDS + 0.1)
             assert len(decode(client.get(url).content)["lights"]) == 3
+    finally:
+        for layer in writer.list_layers():
+            writer.drop_layer(layer.id)
+        reader.close()
+        writer.close()
+
+
+def test_with_the_cache_off_tiles_skip_the_catalog_until_something_changes(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cold tiles read the layer definitions only when the counter moves; a layer changed by another
+    machine in between (one the counter cannot see) is drawn as it is now, not refused."""
+    monkeypatch.setattr(tiles.service, "RECHECK_SECONDS", 60.0)  # no periodic re-read during the test
+    counter = tmp_path / "writes.counter"
+    reader = LayerStore.open(store_url, SharedCounter(counter))
+    writer = LayerStore.open(store_url, SharedCounter(counter))
+    try:
+        for layer in reader.list_layers():
+            reader.drop_layer(layer.id)
+        writer.create_layer(LIGHTS)
+        writer.insert_features("lights", [FeatureInput(Point(CX, CY), {"road": "A", "power_w": 1})])
+        catalog_reads: list[int] = []
+        real = reader.registry.version
+        reader.registry.version = lambda conn: catalog_reads.append(1) or real(conn)  # type: ignore[method-assign]
+        url = f"/collections/lights/tiles/{TILE}"
+        with TestClient(create_app(TwinSettings(data_dir=tmp_path, tile_cache_mb=0), store=reader)) as client:
+            assert decode(client.get(url).content)["lights"][0]["properties"] == {"road": "A", "power_w": 1}
+            first = len(catalog_reads)
+            for _ in range(3):
+                assert client.get(url).status_code == 200
+            assert len(catalog_reads) == first  # built three times from the definitions at hand
+            elsewhere = LayerStore.open(store_url)
+            try:
+                elsewhere.alter_layer("lights", LayerPatch(rename_fields={"road": "duong"}, drop_fields=["power_w"]))
+            finally:
+                elsewhere.close()
+            caplog.set_level(logging.INFO, logger="tiles.service")
+            assert decode(client.get(url).content)["lights"][0]["properties"] == {"duong": "A"}
+            assert "read again" in caplog.text  # the first build, with the old columns, failed
+            before = len(catalog_reads)
+            writer.insert_features("lights", [FeatureInput(Point(CX, CY + 1e-4), {"duong": "B"})])
+            assert len(decode(client.get(url).content)["lights"]) == 2
+            assert len(catalog_reads) > before  # the counter moved: read again
     finally:
         for layer in writer.list_layers():
             writer.drop_layer(layer.id)

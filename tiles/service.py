@@ -18,6 +18,13 @@ one, every layer's version is also read at once every ``RECHECK_SECONDS``
 (one query per process, not per tile): a change the counter did not announce —
 a writer on another machine, or one that died between its commit and its
 increment — sends every tile back to step 2, so none stays stale for long.
+
+The layer definitions a tile is drawn with come from the store's registry
+without a read of the catalog when its version is known: read with the data
+versions in step 2, or, with the cache off, by the last read of every version
+while the counter has not moved since. In that last case another machine may
+have changed a layer in the meantime; a build that fails then is tried once
+more with the definitions read again.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from layers.errors import NotFoundError
+from layers.errors import NotFoundError, TwinError
 from layers.features import Condition
 from layers.model import LayerDefinition
 from layers.store import DataVersions, LayerStore
@@ -81,6 +88,7 @@ class TileService:
         self._epoch = 0
         self._confirmed_at = float("-inf")
         self._snapshot: DataVersions | None = None
+        self._confirmed_generation: int | None = None
 
     def cached(self, store: LayerStore, request: TileRequest) -> CachedTile | None:
         """The cached tile if no write can have changed it: no database, no waiting (safe on the event loop)."""
@@ -96,12 +104,25 @@ class TileService:
         """The tile, from the cache when it is still right, else built (blocking: run it in a thread)."""
         spec = tile_spec(request.address)
         generation = store.write_generation()  # before anything is read from the database
-        epoch = self._confirm(store)
-        layers = self._drawn(store, request, spec)
-        ids = [layer.id for layer, _ in layers]
+        epoch, catalog = self._confirm(store, generation)
         if self.cache.max_bytes <= 0:
-            return self._build(store, request, spec, layers, -1, (), generation, epoch)
-        found = store.data_versions(ids)
+            try:
+                layers = self._drawn(store, request, spec, catalog)
+                return self._build(store, request, spec, layers, -1, (), generation, epoch)
+            except TwinError:
+                raise
+            except Exception:
+                if catalog is None:
+                    raise
+                # Another machine may have changed a layer (dropped a field, say) since the catalog was
+                # last read, at most RECHECK_SECONDS ago: read the definitions and build it again.
+                log.info("tile %s failed with the definitions of catalog %d; read again", request.key, catalog)
+                layers = self._drawn(store, request, spec, None)
+                return self._build(store, request, spec, layers, -1, (), generation, epoch)
+        found = store.data_versions(request.layer_ids)
+        # The definitions of the catalog just read, or of a later one: a tile is never tagged newer than what drew it.
+        layers = self._drawn(store, request, spec, found.catalog)
+        ids = [layer.id for layer, _ in layers]
         now = tuple((layer, found.layers[layer]) for layer in ids)
         cached = self.cache.get(request.key)
         fresh = cached is not None and cached.catalog == found.catalog
@@ -113,21 +134,29 @@ class TileService:
         self.cache.put(request.key, entry)
         return entry
 
-    def _confirm(self, store: LayerStore) -> int:
+    def _confirm(self, store: LayerStore, generation: int | None) -> tuple[int, int | None]:
         """At most every ``RECHECK_SECONDS``, read every layer's version at once; a change the shared
         counter did not announce (a writer on another machine, or one that died before counting)
-        starts a new epoch, so every cached tile is checked against the database again."""
-        if store.write_generation() is None:
-            return self._epoch
+        starts a new epoch, so every cached tile is checked against the database again.
+
+        Returns the epoch, and the catalog version that read found if it is still current: nothing
+        was written on this machine since (the counter still reads ``generation``), so the layer
+        definitions need not be read again (None: read them)."""
+        if generation is None:
+            return self._epoch, None
         with self._lock:
             started = time.monotonic()
             if started - self._confirmed_at > RECHECK_SECONDS:
+                counted = store.write_generation()  # before the versions: a write after it is seen
                 snapshot = store.all_data_versions()
                 if snapshot != self._snapshot:
                     self._snapshot = snapshot
                     self._epoch += 1
                 self._confirmed_at = started
-            return self._epoch
+                self._confirmed_generation = counted
+            if self._snapshot is None or self._confirmed_generation != generation:
+                return self._epoch, None
+            return self._epoch, self._snapshot.catalog
 
     def gzipped(self, request: TileRequest, entry: CachedTile) -> bytes:
         """The tile gzip-compressed; compressed once, when first asked for, then kept with the tile."""
@@ -139,10 +168,11 @@ class TileService:
         return entry.gzip
 
     def _drawn(
-        self, store: LayerStore, request: TileRequest, spec: TileSpec
+        self, store: LayerStore, request: TileRequest, spec: TileSpec, catalog: int | None
     ) -> list[tuple[LayerDefinition, LayerScope]]:
-        """The requested layers that are drawn at this zoom, each with its reader scope."""
-        layers = [store.get_layer(layer_id) for layer_id in request.layer_ids]
+        """The requested layers that are drawn at this zoom, each with its reader scope; ``catalog``
+        is the catalog version known to be current, if any (see ``LayerStore.get_layer``)."""
+        layers = [store.get_layer(layer_id, catalog=catalog) for layer_id in request.layer_ids]
         scopes = list(request.scopes or [LayerScope()] * len(layers))
         shown = [
             (layer, scope)

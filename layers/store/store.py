@@ -147,7 +147,14 @@ class LayerStore:
         with self._read() as conn:
             return self.registry.definitions(conn)
 
-    def get_layer(self, layer_id: str) -> LayerDefinition:
+    def get_layer(self, layer_id: str, *, catalog: int | None = None) -> LayerDefinition:
+        """The layer's definition as the catalog holds it now. A caller that knows the catalog's
+        current version passes it as ``catalog``: when the definitions of that version are at hand,
+        the database is not read."""
+        if catalog is not None:
+            known = self.registry.known(layer_id, catalog)
+            if known is not None:
+                return known
         with self._read() as conn:
             return self.registry.tables(conn, layer_id).definition
 

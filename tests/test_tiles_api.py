@@ -360,6 +360,9 @@ def test_with_the_cache_off_tiles_skip_the_catalog_until_something_changes(
             for _ in range(3):
                 assert client.get(url).status_code == 200
             assert len(catalog_reads) == first  # built three times from the definitions at hand
+            zipped = client.get(url, headers={"Accept-Encoding": "gzip"})  # built and compressed for this request
+            assert zipped.headers["content-encoding"] == "gzip"
+            assert decode(zipped.content)["lights"][0]["properties"] == {"road": "A", "power_w": 1}
             elsewhere = LayerStore.open(store_url)
             try:
                 elsewhere.alter_layer("lights", LayerPatch(rename_fields={"road": "duong"}, drop_fields=["power_w"]))

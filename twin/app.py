@@ -25,7 +25,7 @@ from ogc.transactions import FeatureTransactionsAPI
 from tiles.api import CONFORMANCE as TILES
 from tiles.api import TilesAPI, everything
 from tiles.cache import TileCache
-from tiles.front import CachedTileFront
+from tiles.front import TileFront
 from tiles.raster import RasterTilesAPI
 from tiles.service import TileService
 from twin import __version__
@@ -79,7 +79,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     # (inside the request-id middleware that install_problem_handlers adds around everything).
     tile_cache = TileCache(settings.tile_cache_mb * 2**20, settings.tile_cache_dir)
     app.state.tiles = TileService(tile_cache)
-    app.add_middleware(CachedTileFront, service=app.state.tiles, store_of=_store_in_scope, scope_hook=everything)
+    app.add_middleware(TileFront, service=app.state.tiles, store_of=_store_in_scope, scope_hook=everything)
     install_problem_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     tiles_api = TilesAPI(get_store, app.state.tiles, elevation=_elevation)

@@ -15,9 +15,10 @@ Then compiled loops (``_write_features``, ``_write_text_values``,
 ``_write_integer_values``) make two passes over the rows: the first adds up each
 message's length, which protobuf writes before the message, the second writes
 the bytes. They create no Python object per feature and release the GIL. For a
-5,000-point tile this takes 0.2 ms, where array operations in numpy took 1.2 ms.
-numba compiles them on first use and keeps the machine code in ``__pycache__``
-(or its user cache), so later processes load it.
+5,000-point tile they take 0.2 ms, where the same work as numpy array
+operations took 1.1 ms. numba compiles them on first use (the server asks for
+that as it starts: ``compile_encoder``) and keeps the machine code in
+``__pycache__`` (or its user cache), so later processes load it.
 
 It writes what ``ST_AsMVT`` writes for the same rows: the feature ids; every
 property column as a key; values shared across columns and deduplicated;
@@ -103,6 +104,7 @@ def _write_features(fids: _I64, x: _I64, y: _I64, codes: _I64) -> _U8:
             if codes[key, i] >= 0:
                 tags[i] += varint_size(np.uint64(key)) + varint_size(np.uint64(codes[key, i]))
         geometry = 1 + varint_size(zigzag(x[i])) + varint_size(zigzag(y[i]))  # under 128: one byte
+        # the id's tag and value; the type's tag and value; the geometry's tag, length and commands
         size = 1 + varint_size(np.uint64(fids[i])) + 2 + 2 + geometry
         if tags[i] > 0:
             size += 1 + varint_size(np.uint64(tags[i])) + tags[i]

@@ -291,7 +291,8 @@ def test_point_tiles_match_st_asmvt(pg_store: LayerStore) -> None:
 
 
 def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerStore) -> None:
-    """The packed read: a text column that is NULL everywhere, empty and multi-byte text, and an empty tile."""
+    """The packed read: a text and a number column NULL everywhere, empty and multi-byte text, integers
+    at their limits, and an empty tile."""
     layer = LayerDefinition.model_validate(
         {
             "id": "posts",
@@ -301,6 +302,8 @@ def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerSt
                 {"name": "note", "type": "string"},
                 {"name": "label", "type": "string"},
                 {"name": "rank", "type": "integer"},
+                {"name": "depth", "type": "number"},
+                {"name": "big", "type": "integer"},
             ],
         }
     )
@@ -309,11 +312,14 @@ def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerSt
     spec = tile_spec(TileAddress("WebMercatorQuad", 16, x, y))
     lon, lat = _centre_of(spec)
     labels = ["", "Gành Ráng", None, "Ghềnh Ráng – Tiên Sa", "x" * 300]
+    bigs = [2**63 - 1, None, -(2**63), 0, -1]
     pg_store.insert_features(
         "posts",
         [
-            FeatureInput(Point(lon + i * 1e-5, lat), {"note": None, "label": label, "rank": i - 2})
-            for i, label in enumerate(labels)
+            FeatureInput(
+                Point(lon + i * 1e-5, lat), {"note": None, "label": label, "rank": i - 2, "depth": None, "big": big}
+            )
+            for i, (label, big) in enumerate(zip(labels, bigs, strict=True))
         ],
     )
     decoded = mapbox_vector_tile.decode(pg_store.vector_tile("posts", spec).data)["posts"]["features"]
@@ -321,7 +327,8 @@ def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerSt
     assert sorted(by_rank) == [-2, -1, 0, 1, 2]
     for i, label in enumerate(labels):
         expected = {"rank": i - 2} | ({} if label is None else {"label": label})
-        assert by_rank[i - 2] == expected  # "note" is NULL everywhere: never written
+        expected |= {} if bigs[i] is None else {"big": bigs[i]}
+        assert by_rank[i - 2] == expected  # "note" and "depth" are NULL everywhere: never written
     empty = tile_spec(TileAddress("WebMercatorQuad", 16, x + 3, y))
     tile = pg_store.vector_tile("posts", empty)
     assert tile.data == b"" and tile.features == 0

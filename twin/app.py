@@ -18,6 +18,7 @@ from layers.mvtpoints import compile_encoder
 from layers.rasters import RasterCatalog, RasterKind
 from layers.signal import SharedCounter
 from layers.store import LayerStore
+from layers.store.postgis_tiles import compile_readers
 from ogc.features import OPENAPI_30, FeaturesAPI
 from ogc.openapi import with_collections
 from ogc.transactions import CONFORMANCE as TRANSACTIONS
@@ -47,13 +48,19 @@ Twin phục vụ mọi lớp dữ liệu không gian của Trung tâm giám sát
 """
 
 
+def _compile_loops() -> None:
+    """numba's loops for point tiles, compiled (or loaded from its cache) before the first tile needs them."""
+    compile_encoder()
+    compile_readers()
+
+
 def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastAPI:
     """Build the app. The store is opened at startup unless one is given (tests share one)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
-        threading.Thread(target=compile_encoder, name="compile-point-encoder", daemon=True).start()
+        threading.Thread(target=_compile_loops, name="compile-point-tile-loops", daemon=True).start()
         if owned:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             writes = SharedCounter(settings.write_counter_path)

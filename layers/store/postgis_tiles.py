@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
+from numba import njit
+from numpy.typing import NDArray
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -223,7 +225,8 @@ def _point_statement(
 ) -> sa.Select[int, *tuple[Any, ...]]:
     """A point tile's candidates packed in one row: their count (up to MAX_FEATURES + 1); their ids
     and positions, 24 bytes a point; then, for each property, its values: text as each value's
-    length in bytes (-1 for NULL) and the values end to end, other types as an array. Thousands of
+    length in bytes (-1 for NULL) and the values end to end, other types as an array in PostgreSQL's
+    binary format (``array_send``), read by ``_array_values`` without a Python object per value. Thousands of
     rows would each cost Python an object per value; this row costs a few. All aggregates of one
     query read the rows in the same order. Text crosses as the server holds it: UTF-8 (see
     ``postgis.TEXT_ENCODINGS``)."""
@@ -253,7 +256,7 @@ def _point_statement(
             text = _bytes("textsend", sa.func.string_agg(column, ""))
             aggregates += [sa.func.string_agg(_bytes("int4send", length), empty), text]
         else:
-            aggregates.append(sa.func.array_agg(column))
+            aggregates.append(_bytes("array_send", sa.func.array_agg(column)))
     return sa.select(*aggregates)
 
 
@@ -264,6 +267,58 @@ def _texts(lengths: bytes, data: bytes | None) -> pa.Array:
     offsets = np.concatenate([[0], np.cumsum(sizes * valid)]).astype(np.int32)
     nulls = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     return pa.StringArray.from_buffers(len(sizes), pa.py_buffer(offsets), pa.py_buffer(data or b""), nulls)
+
+
+@njit(cache=True, nogil=True)
+def _int32(data: NDArray[np.uint8], at: int) -> int:
+    """The big-endian signed 32-bit integer at ``data[at]``."""
+    value = (np.int64(data[at]) << 24) | (np.int64(data[at + 1]) << 16) | (np.int64(data[at + 2]) << 8)
+    value |= np.int64(data[at + 3])
+    return int(value - (1 << 32) if value >= 1 << 31 else value)
+
+
+@njit(cache=True, nogil=True)
+def _array_elements(data: NDArray[np.uint8], width: int) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+    """The elements of a one-dimensional array in PostgreSQL's binary format (a header of 20 bytes,
+    then each element as its length, -1 for NULL, and its bytes), all ``width`` bytes long: their
+    bytes end to end as sent (big-endian; zeros for a NULL), and which are not NULL."""
+    if len(data) < 20 or _int32(data, 0) == 0:  # no array, or one of no dimensions: empty
+        return np.empty(0, dtype=np.uint8), np.empty(0, dtype=np.bool_)
+    count = _int32(data, 12)
+    values = np.zeros(count * width, dtype=np.uint8)
+    valid = np.zeros(count, dtype=np.bool_)
+    at = 20
+    for i in range(count):
+        length = _int32(data, at)
+        at += 4
+        if length >= 0:
+            assert length == width
+            values[i * width : (i + 1) * width] = data[at : at + width]
+            valid[i] = True
+            at += length
+    assert at == len(data)
+    return values, valid
+
+
+#: How each non-text field type crosses in binary, and its Arrow type.
+_BINARY = {
+    FieldType.NUMBER: (np.dtype(">f8"), pa.float64()),
+    FieldType.INTEGER: (np.dtype(">i8"), pa.int64()),
+    FieldType.BOOLEAN: (np.dtype("?"), pa.bool_()),
+}
+
+
+def _array_values(data: bytes | None, kind: FieldType) -> pa.Array:
+    """An ``array_send`` of a number, integer or boolean column as an Arrow array (NULL where NULL)."""
+    wire, arrow = _BINARY[kind]
+    values, valid = _array_elements(np.frombuffer(data or b"", dtype=np.uint8), wire.itemsize)
+    native = np.frombuffer(values.tobytes(), dtype=wire).astype(wire.newbyteorder("="))
+    return pa.array(native, type=arrow, mask=None if valid.all() else ~valid)
+
+
+def compile_readers() -> None:
+    """Compile ``_array_elements`` now (or load it from numba's cache), so that no tile waits for it."""
+    _array_values(b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02\xbd\x00\x00\x00\x00\x00\x00\x00\x01", FieldType.NUMBER)
 
 
 def point_columns(
@@ -283,7 +338,7 @@ def point_columns(
         if fields[n] in TEXTUAL:  # dates and times already as text
             properties.append((n, FieldType.STRING, _texts(row.pop(0) or b"", row.pop(0))))
         else:
-            properties.append((n, fields[n], row.pop(0) or []))
+            properties.append((n, fields[n], _array_values(row.pop(0), fields[n])))
     native = positions.astype([("fid", "i8"), ("lon", "f8"), ("lat", "f8")])
     return PointColumns(native["fid"], native["lon"], native["lat"], properties)
 

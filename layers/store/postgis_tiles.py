@@ -33,6 +33,7 @@ as numbers, not text to parse).
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -226,8 +227,8 @@ def _point_statement(
     """A point tile's candidates packed in one row: their count (up to MAX_FEATURES + 1); their ids
     and positions, 24 bytes a point; then, for each property, its values: text as each value's
     length in bytes (-1 for NULL) and the values end to end, other types as an array in PostgreSQL's
-    binary format (``array_send``), read by ``_array_values`` without a Python object per value. Thousands of
-    rows would each cost Python an object per value; this row costs a few. All aggregates of one
+    binary format (``array_send``, read by ``_array_values``). Thousands of rows would each cost
+    Python an object per value; this row costs a few. All aggregates of one
     query read the rows in the same order. Text crosses as the server holds it: UTF-8 (see
     ``postgis.TEXT_ENCODINGS``)."""
     table = tables.current
@@ -312,13 +313,14 @@ def _array_values(data: bytes | None, kind: FieldType) -> pa.Array:
     """An ``array_send`` of a number, integer or boolean column as an Arrow array (NULL where NULL)."""
     wire, arrow = _BINARY[kind]
     values, valid = _array_elements(np.frombuffer(data or b"", dtype=np.uint8), wire.itemsize)
-    native = np.frombuffer(values.tobytes(), dtype=wire).astype(wire.newbyteorder("="))
+    native = values.view(wire).astype(wire.newbyteorder("="))
     return pa.array(native, type=arrow, mask=None if valid.all() else ~valid)
 
 
 def compile_readers() -> None:
     """Compile ``_array_elements`` now (or load it from numba's cache), so that no tile waits for it."""
-    _array_values(b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x02\xbd\x00\x00\x00\x00\x00\x00\x00\x01", FieldType.NUMBER)
+    one_null = struct.pack(">6i", 1, 1, 701, 1, 1, -1)  # 1 dimension, has NULLs, float8, 1 element from 1: NULL
+    assert _array_values(one_null, FieldType.NUMBER).null_count == 1
 
 
 def point_columns(

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -291,8 +292,9 @@ def test_live_server_never_serves_a_stale_tile(server: str) -> None:
                 assert len(decode(response.content)["lights"]) == n
 
 
-def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: str, tmp_path: Path) -> None:
-    """Two stores sharing a counter file, as two processes on one machine: a write by either is seen at once."""
+@contextmanager
+def one_machine(store_url: str, tmp_path: Path) -> Iterator[tuple[LayerStore, LayerStore]]:
+    """Two stores sharing a counter file, as two processes on one machine, over a store of one light."""
     counter = tmp_path / "writes.counter"
     reader = LayerStore.open(store_url, SharedCounter(counter))
     writer = LayerStore.open(store_url, SharedCounter(counter))
@@ -301,6 +303,17 @@ def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: s
             reader.drop_layer(layer.id)
         writer.create_layer(LIGHTS)
         writer.insert_features("lights", [FeatureInput(Point(CX, CY), {"road": "A", "power_w": 1})])
+        yield reader, writer
+    finally:
+        for layer in writer.list_layers():
+            writer.drop_layer(layer.id)
+        reader.close()
+        writer.close()
+
+
+def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: str, tmp_path: Path) -> None:
+    """Two stores sharing a counter file, as two processes on one machine: a write by either is seen at once."""
+    with one_machine(store_url, tmp_path) as (reader, writer):
         checks: list[int] = []
         real = reader.data_versions
         reader.data_versions = lambda ids: checks.append(1) or real(ids)  # type: ignore[method-assign]
@@ -329,11 +342,6 @@ def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: s
                 elsewhere.close()
             time.sleep(RECHECK_SECONDS + 0.1)
             assert len(decode(client.get(url).content)["lights"]) == 3
-    finally:
-        for layer in writer.list_layers():
-            writer.drop_layer(layer.id)
-        reader.close()
-        writer.close()
 
 
 def test_with_the_cache_off_tiles_skip_the_catalog_until_something_changes(
@@ -342,14 +350,7 @@ def test_with_the_cache_off_tiles_skip_the_catalog_until_something_changes(
     """Cold tiles read the layer definitions only when the counter moves; a layer changed by another
     machine in between (one the counter cannot see) is drawn as it is now, not refused."""
     monkeypatch.setattr(tiles.service, "RECHECK_SECONDS", 60.0)  # no periodic re-read during the test
-    counter = tmp_path / "writes.counter"
-    reader = LayerStore.open(store_url, SharedCounter(counter))
-    writer = LayerStore.open(store_url, SharedCounter(counter))
-    try:
-        for layer in reader.list_layers():
-            reader.drop_layer(layer.id)
-        writer.create_layer(LIGHTS)
-        writer.insert_features("lights", [FeatureInput(Point(CX, CY), {"road": "A", "power_w": 1})])
+    with one_machine(store_url, tmp_path) as (reader, writer):
         catalog_reads: list[int] = []
         real = reader.registry.version
         reader.registry.version = lambda conn: catalog_reads.append(1) or real(conn)  # type: ignore[method-assign]
@@ -375,11 +376,6 @@ def test_with_the_cache_off_tiles_skip_the_catalog_until_something_changes(
             writer.insert_features("lights", [FeatureInput(Point(CX, CY + 1e-4), {"duong": "B"})])
             assert len(decode(client.get(url).content)["lights"]) == 2
             assert len(catalog_reads) > before  # the counter moved: read again
-    finally:
-        for layer in writer.list_layers():
-            writer.drop_layer(layer.id)
-        reader.close()
-        writer.close()
 
 
 def test_the_style_uses_a_dem_as_terrain(client: TestClient, populated: LayerStore, tmp_path: Path) -> None:

@@ -278,9 +278,9 @@ def encode_points(
     if n == 0:
         return b""
     table = _Values([(kind, _written(typed(values, kind), kind)) for _, kind, values in columns], n)
-    features = _write_features(
-        np.asarray(fids, dtype=np.int64), np.asarray(x, dtype=np.int64), np.asarray(y, dtype=np.int64), table.codes
-    )
+    # Contiguous, as in ``compile_encoder``: another memory layout would be compiled again, on a tile's time.
+    fids, x, y = (np.ascontiguousarray(a, dtype=np.int64) for a in (fids, x, y))
+    features = _write_features(fids, x, y, table.codes)
     layer = b"".join(
         [
             _field(_LAYER_NAME, name.encode()),

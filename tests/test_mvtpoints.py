@@ -6,11 +6,23 @@ from datetime import UTC, date, datetime, timedelta
 
 import mapbox_vector_tile
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from layers.model import FieldType
-from layers.mvtpoints import encode_points, put_varint, varint, varint_size, zigzag
-from layers.vectortiles import mvt_value
+from layers.mvtpoints import (
+    _write_features,
+    _write_integer_values,
+    _write_text_values,
+    compile_encoder,
+    encode_points,
+    put_varint,
+    varint,
+    varint_size,
+    zigzag,
+)
+from layers.vectortiles import PointColumns, encode_point_rows, mvt_value
+from tiles.grid import TileAddress, tile_spec
 
 
 def decode(data: bytes) -> dict:
@@ -89,3 +101,24 @@ def test_integer_extremes(value: int) -> None:
         encode_points("x", 4096, np.array([1]), np.array([0]), np.array([0]), [("v", FieldType.INTEGER, [value])])
     )
     assert features["x"]["features"][0]["properties"] == {"v": value}
+
+
+def test_the_warm_up_compiles_what_a_tile_uses() -> None:
+    """After ``compile_encoder`` (run as the server starts), a tile as the PostGIS read hands it over
+    (ids and positions as fields of one packed array, every point kept) needs no compiling of its own."""
+    compile_encoder()
+    loops = (_write_features, _write_text_values, _write_integer_values)
+    compiled = [len(loop.signatures) for loop in loops]
+    spec = tile_spec(TileAddress("WebMercatorQuad", 15, 26_317, 15_085))
+    west, south, east, north = spec.lonlat_box(buffered=False)
+    packed = np.zeros(3, dtype=[("fid", "i8"), ("lon", "f8"), ("lat", "f8")])
+    packed["fid"] = [7, 8, 9]
+    packed["lon"] = np.linspace(west, east, 5)[1:4]
+    packed["lat"] = np.linspace(south, north, 5)[1:4]
+    properties = [
+        ("tên", FieldType.STRING, pa.array(["Nhơn Lý", None, "Ghềnh Ráng"])),
+        ("level", FieldType.INTEGER, pa.array([1, -2, None])),
+    ]
+    tile = encode_point_rows("posts", spec, PointColumns(packed["fid"], packed["lon"], packed["lat"], properties))
+    assert tile.features == 3
+    assert [len(loop.signatures) for loop in loops] == compiled

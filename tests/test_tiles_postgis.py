@@ -27,7 +27,7 @@ from layers.model import LayerDefinition
 from layers.store import LayerStore
 from layers.store.backend import SpatialBackend
 from layers.store.postgis import PostGISBackend, sqlalchemy_url
-from layers.store.postgis_tiles import tile_parameters
+from layers.store.postgis_tiles import _array_elements, compile_readers, tile_parameters
 from layers.vectortiles import MAX_FEATURES, TileSpec
 from tiles.grid import TileAddress, tile_spec
 
@@ -322,7 +322,10 @@ def test_packed_point_tiles_carry_nulls_empty_text_and_nothing(pg_store: LayerSt
             for i, (label, big) in enumerate(zip(labels, bigs, strict=True))
         ],
     )
+    compile_readers()  # as the server does when it starts
+    compiled = len(_array_elements.signatures)
     decoded = mapbox_vector_tile.decode(pg_store.vector_tile("posts", spec).data)["posts"]["features"]
+    assert len(_array_elements.signatures) == compiled  # nothing left to compile on a tile's time
     by_rank = {f["properties"]["rank"]: f["properties"] for f in decoded}
     assert sorted(by_rank) == [-2, -1, 0, 1, 2]
     for i, label in enumerate(labels):

@@ -82,7 +82,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.state.settings = settings
     if store is not None:
         app.state.store = store
-    # Tiles first: the map asks for hundreds of them a minute. Cached ones are answered before routing
+    # Tiles first: the map asks for hundreds of them a minute. Layer tiles are answered before routing
     # (inside the request-id middleware that install_problem_handlers adds around everything).
     tile_cache = TileCache(settings.tile_cache_mb * 2**20, settings.tile_cache_dir)
     app.state.tiles = TileService(tile_cache)

@@ -91,6 +91,9 @@ def test_samples_load_into_a_running_server(env: dict[str, str], server: str) ->
     assert httpx.get(f"{server}/admin/layers/wards").json()["feature_count"] == wards["feature_count"]
     clock = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)  # 08:00 in Quy Nhơn
     assert clock - timedelta(days=1) < _latest_report(server) < clock
+    refused = run_twin(env, "samples", "--as-of", "1/11/2026", check=False)
+    assert refused.returncode == 2 and "--as-of" in refused.stderr and "2026-11-01T08:30" in refused.stderr
+    assert httpx.get(f"{server}/admin/layers/wards").json()["feature_count"] == wards["feature_count"]
 
 
 def _latest_report(server: str) -> datetime:

@@ -344,3 +344,15 @@ def test_command_line_prints_a_count_per_layer(tmp_path: Path, capsys: pytest.Ca
     assert list(counts) == list(LAYER_ORDER)
     assert counts["incidents"] == scaled_count(BASE_COUNTS["incidents"], SCALE)
     assert (tmp_path / "layers.json").exists()
+
+
+def test_command_line_sets_the_clock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main([str(tmp_path), "--scale", str(SCALE), "--as-of", "2027-03-05T08:30"]) == 0
+    clock = pd.Timestamp("2027-03-05T01:30", tz="UTC")  # 08:30 in Quy Nhơn
+    observed = pyogrio.read_dataframe(tmp_path / "sensors.gpkg")["observed_at"]
+    assert ((observed <= clock) & (observed >= clock - pd.Timedelta(days=1))).all()
+    assert "as of 2027-03-05 08:30:00+07:00" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        cli_main([str(tmp_path), "--as-of", "tomorrow"])
+    assert refused.value.code == 2
+    assert "'tomorrow' is not a date or time like 2026-11-01" in capsys.readouterr().err

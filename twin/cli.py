@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -109,25 +108,28 @@ def samples(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same city.")] = 2025,
     scale: Annotated[float, typer.Option(min=0.001, max=10, help="Multiplier of feature counts.")] = 1.0,
     as_of: Annotated[
-        datetime | None,
+        str | None,
         typer.Option(
             "--as-of",
-            formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-            help="The sample's clock, Quy Nhơn time (UTC+7): readings, vessel positions and citizen reports "
-            "lead up to it [default: now].",
+            metavar="TIME",
+            help="The sample's clock, Quy Nhơn time (UTC+7), as 2026-11-01, 2026-11-01T08:30 or "
+            "2026-11-01T08:30:00: readings, vessel positions and citizen reports lead up to it [default: now].",
         ),
     ] = None,
 ) -> None:
     """Generate the Quy Nhơn sample city into TWIN_DATA_DIR/samples and load it, replacing earlier samples."""
     from twin.samplecity import generate_city
-    from twin.samplecity.clock import LOCAL_TZ, current_minute
+    from twin.samplecity.clock import current_minute, parse_as_of
     from twin.samplecity.dem import register_sample_dem
     from twin.samplecity.inputs import load_inputs
 
     settings = TwinSettings()
     out_dir = settings.data_dir / "samples"
     out_dir.mkdir(parents=True, exist_ok=True)
-    reference = current_minute() if as_of is None else as_of.replace(tzinfo=LOCAL_TZ)
+    try:
+        reference = current_minute() if as_of is None else parse_as_of(as_of)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--as-of") from None
     with console.status("generating the sample city…"):
         generated = generate_city(out_dir, seed=seed, scale=scale, reference=reference)
     with _open_store() as store:

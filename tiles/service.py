@@ -106,9 +106,13 @@ class TileService:
         generation = store.write_generation()  # before anything is read from the database
         epoch, catalog = self._confirm(store, generation)
         if self.cache.max_bytes <= 0:
-            try:
-                layers = self._drawn(store, request, spec, catalog)
+
+            def build(known: int | None) -> CachedTile:
+                layers = self._drawn(store, request, spec, known)
                 return self._build(store, request, spec, layers, -1, (), generation, epoch)
+
+            try:
+                return build(catalog)
             except TwinError:
                 raise
             except Exception:
@@ -117,8 +121,7 @@ class TileService:
                 # Another machine may have changed a layer (dropped a field, say) since the catalog was
                 # last read, at most RECHECK_SECONDS ago: read the definitions and build it again.
                 log.info("tile %s failed with the definitions of catalog %d; read again", request.key, catalog)
-                layers = self._drawn(store, request, spec, None)
-                return self._build(store, request, spec, layers, -1, (), generation, epoch)
+                return build(None)
         found = store.data_versions(request.layer_ids)
         # The definitions of the catalog just read, or of a later one: a tile is never tagged newer than what drew it.
         layers = self._drawn(store, request, spec, found.catalog)
@@ -147,13 +150,12 @@ class TileService:
         with self._lock:
             started = time.monotonic()
             if started - self._confirmed_at > RECHECK_SECONDS:
-                counted = store.write_generation()  # before the versions: a write after it is seen
-                snapshot = store.all_data_versions()
+                snapshot = store.all_data_versions()  # after ``generation`` was read: a write since is seen
                 if snapshot != self._snapshot:
                     self._snapshot = snapshot
                     self._epoch += 1
                 self._confirmed_at = started
-                self._confirmed_generation = counted
+                self._confirmed_generation = generation
             if self._snapshot is None or self._confirmed_generation != generation:
                 return self._epoch, None
             return self._epoch, self._snapshot.catalog

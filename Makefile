@@ -9,7 +9,7 @@ export TWIN_DATA_DIR ?= var
 APT_PACKAGES := libsqlite3-mod-spatialite postgresql-15-postgis-3 gdal-bin python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup system-packages client samples lint bench bench-client clean
+.PHONY: run test setup system-packages client samples lint bench bench-client wheel clean
 
 run: setup client
 	@test -f "$(TWIN_DATA_DIR)/.samples-loaded" || { $(VENV)/bin/twin samples && touch "$(TWIN_DATA_DIR)/.samples-loaded"; }
@@ -57,10 +57,15 @@ bench: setup
 	$(VENV)/bin/python bench/tiles_bench.py
 	$(VENV)/bin/python bench/point_tiles_bench.py
 	$(VENV)/bin/python bench/polygon_import_bench.py
+	$(VENV)/bin/python bench/catalog_bench.py
 
 bench-client: setup client
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 	$(VENV)/bin/python bench/first_render.py
+
+# dist/twin-*.whl: the package with the built map client and the sample city's inputs in it.
+wheel: setup client
+	$(VENV)/bin/pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir dist .
 
 clean:
 	rm -rf $(VENV) "$(TWIN_DATA_DIR)" .pytest_cache .mypy_cache .ruff_cache frontend/node_modules frontend/dist

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from layers.errors import InvalidInputError, NotFoundError
 from layers.features import Condition, FeaturePage, FeatureQuery, Op, SortKey
+from layers.filter_limits import FilterLimits
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from ogc import html
@@ -39,6 +40,7 @@ from ogc.html import HTML
 from ogc.links import link
 from ogc.openapi import ITEMS_QUERY_PARAMETERS
 from ogc.params import (
+    DEFAULT_FILTER_LIMITS,
     encode_cursor,
     parse_bbox,
     parse_cursor,
@@ -123,8 +125,10 @@ class FeaturesAPI:
         title: str,
         description: str,
         extra_conformance: list[str] | None = None,
+        filter_limits: FilterLimits = DEFAULT_FILTER_LIMITS,
     ) -> None:
         self.get_store = get_store
+        self.filter_limits = filter_limits
         self.conformance = [*CONFORMANCE, *(extra_conformance or [])]
         self.title = title
         self.description = description
@@ -229,7 +233,7 @@ class FeaturesAPI:
             page_size = parse_limit(get("limit"))
             output_crs = parse_crs(get("crs"))
             box = parse_bbox(get("bbox"), get("bbox-crs"))
-            cql2_tree = parse_filter(get("filter"), get("filter-lang"), get("filter-crs"))
+            cql2_tree = parse_filter(get("filter"), get("filter-lang"), get("filter-crs"), self.filter_limits)
             sortby, cursor, datetime_, properties = get("sortby"), get("cursor"), get("datetime"), get("properties")
 
             def query_for(layer: LayerDefinition) -> FeatureQuery:

@@ -19,6 +19,7 @@ from shapely.geometry import mapping, shape
 
 from layers.errors import InvalidInputError
 from layers.features import BBox, SortKey, TimeRange
+from layers.filter_limits import FilterLimits, check_text, check_tree
 from layers.model import LayerDefinition
 from layers.validation import coerce_value
 from ogc.crs import CRS84, bbox_to_crs84, box_to_crs84, geometry_to_crs84, parse_crs
@@ -166,10 +167,14 @@ _FID = re.compile(r"^[0-9]{1,18}$")
 
 
 FILTER_LANGUAGES = ("cql2-text", "cql2-json")
+DEFAULT_FILTER_LIMITS = FilterLimits()
 
 
-def parse_filter(text: str | None, language: str | None, filter_crs: str | None) -> dict[str, Any] | None:
-    """A CQL2 filter (text or JSON) as its JSON tree, parsed by the ``cql2`` library."""
+def parse_filter(
+    text: str | None, language: str | None, filter_crs: str | None, limits: FilterLimits = DEFAULT_FILTER_LIMITS
+) -> dict[str, Any] | None:
+    """A CQL2 filter (text or JSON) as its JSON tree, parsed by the ``cql2`` library once ``limits``
+    says the parser can take it (``layers.filter_limits``), and measured again once parsed."""
     if text is None:
         return None
     crs = parse_crs(filter_crs, "filter-crs")
@@ -177,11 +182,18 @@ def parse_filter(text: str | None, language: str | None, filter_crs: str | None)
     if language not in FILTER_LANGUAGES:
         raise InvalidInputError(f"filter-lang: {language!r} is not one of {', '.join(FILTER_LANGUAGES)}")
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError("filter: the text holds a lone surrogate, which is not UTF-8") from None
+    check_text(text, language, limits)
+    try:
         expression = cql2.parse_text(text.strip()) if language == "cql2-text" else cql2.parse_json(text)
+        tree: Any = expression.to_json()
     except (ValueError, cql2.ParseError) as exc:
         first = str(exc).strip().splitlines()
-        raise InvalidInputError(f"filter: not valid {language}: {' '.join(line.strip() for line in first)}") from None
-    tree: dict[str, Any] = expression.to_json()
+        reason = " ".join(line.strip() for line in first)[:300]
+        raise InvalidInputError(f"filter: not valid {language}: {reason}") from None
+    check_tree(tree, limits)
     return tree if crs == CRS84 else _geometries_to_crs84(tree, crs)
 
 

@@ -1,7 +1,8 @@
-"""The admin API: create, alter and drop layers at runtime.
+"""The admin API: create, alter and drop layers at runtime, and import files into them.
 
 Changes go to the catalog in the database, so every worker process serves the
-new definition on its next request, with no restart.
+new definition on its next request, with no restart. Imports run as jobs
+(``twin.jobs``), whose status any worker serves at ``/admin/jobs/{id}``.
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
-import tempfile
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, Response, Security, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, Security, UploadFile, status
+from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
@@ -22,8 +22,10 @@ from layers.io.importer import ImportReport, import_file
 from layers.io.sources import ReadOptions
 from layers.model import IDENTIFIER, LayerDefinition, LayerPatch
 from layers.store import LayerStore, LoadMode
-from twin.problems import PROBLEM_SCHEMA
+from twin.jobs import ImportJobs, Job, JobProgress
+from twin.problems import PROBLEM_SCHEMA, UNAVAILABLE_SCHEMA
 from twin.settings import TwinSettings
+from twin.uploads import Upload
 
 API_KEY_HEADER = "X-API-Key"
 IDENTIFIER_PATTERN = re.compile(IDENTIFIER)
@@ -73,7 +75,9 @@ class LayerSummary(BaseModel):
 
 
 StoreDep = Annotated[LayerStore, Depends(get_store)]
-ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 409)}
+#: The longest an import request waits for its job, whatever ``Prefer: wait`` asks.
+MAX_WAIT_S = 60.0
+ERRORS = {**{code: PROBLEM_SCHEMA for code in (400, 403, 404, 409)}, 503: UNAVAILABLE_SCHEMA}
 
 
 def admin_router() -> APIRouter:
@@ -103,9 +107,21 @@ def admin_router() -> APIRouter:
         dependencies=writer,
         summary="Import a file into a layer",
         description="GeoJSON, GeoPackage, zipped Shapefile, CSV (lon/lat) or KML, in any CRS. One transaction: "
-        "a bad file changes nothing and the problem names the feature and field at fault.",
+        "a bad file changes nothing and the problem names the feature and field at fault. The import runs as a "
+        "job: an import done within TWIN_IMPORT_WAIT_S (or the `wait` the `Prefer` header asks for) answers 200 "
+        "with its report (or its problem); a longer one, or one sent with `Prefer: respond-async`, answers 202 "
+        "with `Location:` its status document (OGC API – Processes: accepted, running, successful, failed).",
+        response_model=ImportReport,
+        responses={
+            202: {
+                "description": "The import runs: its status document is at the Location",
+                "headers": {"Location": {"description": "The job's status document", "schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
     )
     def import_upload(
+        request: Request,
         layer_id: str,
         store: StoreDep,
         settings: Annotated[TwinSettings, Depends(get_settings)],
@@ -114,18 +130,27 @@ def admin_router() -> APIRouter:
         crs: Annotated[str | None, Form(description="Source CRS if the file has none, e.g. EPSG:9217.")] = None,
         encoding: Annotated[str | None, Form(description="Text encoding if not UTF-8, e.g. cp1258.")] = None,
         repair: Annotated[bool, Form(description="Repair invalid geometries instead of refusing.")] = False,
-    ) -> ImportReport:
+        prefer: Annotated[str | None, Header(description="respond-async, wait=N (RFC 7240)")] = None,
+    ) -> Any:
         if not IDENTIFIER_PATTERN.match(layer_id):
             raise InvalidInputError(f"'{layer_id}' is not a valid layer id (lowercase letters, digits, _)")
-        name = Path(file.filename or "upload").name
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="twin-upload-", dir=settings.data_dir) as folder:
-            path = Path(folder) / name
-            with path.open("wb") as out:
-                shutil.copyfileobj(file.file, out, length=1 << 20)
+        jobs = jobs_of(request)
+        job_id, upload = _received(jobs, file)
+
+        def work(progress: JobProgress) -> ImportReport:
+            options = ReadOptions(crs=crs, encoding=encoding)
             return import_file(
-                store, path, layer_id, mode=mode, options=ReadOptions(crs=crs, encoding=encoding), repair=repair
+                store,
+                upload.path,
+                layer_id,
+                mode=mode,
+                options=options,
+                repair=repair,
+                on_inspected=progress.inspected,
+                progress=progress.advance,
             )
+
+        return _answer(request, jobs.start(job_id, upload, layer_id, work), prefer, settings.import_wait_s)
 
     @router.delete("/{layer_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=writer, summary="Drop a layer")
     def drop_layer(layer_id: str, store: StoreDep) -> Response:
@@ -133,3 +158,63 @@ def admin_router() -> APIRouter:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router
+
+
+def jobs_of(request: Request) -> ImportJobs:
+    jobs: ImportJobs = request.app.state.jobs
+    return jobs
+
+
+def jobs_router() -> APIRouter:
+    """Status documents of import jobs, served by every worker (see ``twin.jobs``)."""
+    router = APIRouter(prefix="/admin/jobs", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
+
+    @router.get("/{job_id}", dependencies=[Depends(require_api_key)], summary="The status of an import job")
+    def import_job(request: Request, job_id: str) -> JSONResponse:
+        document = jobs_of(request).board.read(job_id)
+        return JSONResponse(_status_view(document, str(request.url_for("import_job", job_id=job_id))))
+
+    return router
+
+
+def _received(jobs: ImportJobs, file: UploadFile) -> tuple[str, Upload]:
+    """The upload, on disk before the request is answered: the job outlives the request."""
+    job_id, upload = jobs.new_upload(file.filename or "upload")
+    try:
+        with upload.path.open("wb") as out:
+            shutil.copyfileobj(file.file, out, length=1 << 20)
+    except BaseException:
+        upload.close()
+        jobs.forget(job_id)
+        raise
+    return job_id, upload
+
+
+def _answer(request: Request, job: Job, prefer: str | None, default_wait_s: float) -> Any:
+    """The job's result if it ends within the wait (its error raised, as a plain request would), else 202."""
+    asked_async, wait_s = _preference(prefer, default_wait_s)
+    if job.done.wait(wait_s):
+        if job.error is not None:
+            raise job.error
+        return job.result
+    url = str(request.url_for("import_job", job_id=job.id))
+    headers = {"Location": url, **({"Preference-Applied": "respond-async"} if asked_async else {})}
+    return JSONResponse(_status_view(job.document, url), status_code=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+def _preference(prefer: str | None, default_wait_s: float) -> tuple[bool, float]:
+    """Whether the client asked to be answered at once (``respond-async``), and how long to wait for the job."""
+    asked_async, wait_s = False, None
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.lower() == "respond-async":
+            asked_async = True
+        elif name.lower() == "wait" and value.strip().isdigit():
+            wait_s = min(float(value), MAX_WAIT_S)
+    if wait_s is None:
+        wait_s = 0.0 if asked_async else default_wait_s
+    return asked_async, wait_s
+
+
+def _status_view(document: dict[str, Any], url: str) -> dict[str, Any]:
+    return {**document, "links": [{"href": url, "rel": "self", "type": "application/json", "title": "This job"}]}

@@ -30,11 +30,13 @@ from tiles.front import TileFront
 from tiles.raster import RasterTilesAPI
 from tiles.service import TileService
 from twin import __version__
-from twin.admin import admin_router, get_store, require_api_key, settings_of, store_of
+from twin.admin import admin_router, get_store, jobs_router, require_api_key, settings_of, store_of
+from twin.jobs import ImportJobs, JobBoard
 from twin.openapi30 import downgrade
-from twin.problems import PROBLEM_SCHEMA, install_problem_handlers
+from twin.problems import PROBLEM_SCHEMA, UNAVAILABLE_SCHEMA, install_problem_handlers
 from twin.settings import TwinSettings
 from twin.statistics import StatisticsAPI
+from twin.uploads import remove_leftover_uploads
 from twin.web import mount_client
 
 log = logging.getLogger(__name__)
@@ -61,14 +63,19 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store is None
         threading.Thread(target=_compile_loops, name="compile-point-tile-loops", daemon=True).start()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.state.jobs.board.settle()  # jobs a crash interrupted end as failed, before their uploads go
+        remove_leftover_uploads(settings.data_dir)
         if owned:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
             writes = SharedCounter(settings.write_counter_path)
-            app.state.store = await run_in_threadpool(LayerStore.open, settings.store_url, writes)
+            app.state.store = await run_in_threadpool(
+                LayerStore.open, settings.store_url, writes, settings.write_limits
+            )
         log.info("Twin %s serving %s store", __version__, settings.backend_label)
         try:
             yield
         finally:
+            await run_in_threadpool(app.state.jobs.shutdown)
             if owned:
                 app.state.store.close()
 
@@ -80,6 +87,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
         responses={500: PROBLEM_SCHEMA},  # type: ignore[dict-item]
     )
     app.state.settings = settings
+    app.state.jobs = ImportJobs(JobBoard(settings.data_dir), settings.import_jobs)
     if store is not None:
         app.state.store = store
     # Tiles first: the map asks for hundreds of them a minute. Layer tiles are answered before routing
@@ -91,11 +99,18 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     tiles_api = TilesAPI(get_store, app.state.tiles, elevation=_elevation)
     app.include_router(tiles_api.router, responses=ERRORS)  # type: ignore[arg-type]
-    features = FeaturesAPI(get_store, title="Twin", description=DESCRIPTION, extra_conformance=[*TRANSACTIONS, *TILES])
+    features = FeaturesAPI(
+        get_store,
+        title="Twin",
+        description=DESCRIPTION,
+        extra_conformance=[*TRANSACTIONS, *TILES],
+        filter_limits=settings.filter_limits,
+    )
     app.include_router(features.router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
-    app.include_router(StatisticsAPI(get_store).router, responses=ERRORS)  # type: ignore[arg-type]
+    app.include_router(StatisticsAPI(get_store, settings.filter_limits).router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
+    app.include_router(jobs_router())
     rasters = RasterTilesAPI(raster_catalog, cache_bytes=settings.tile_cache_mb * 2**20 // 4)
     app.include_router(rasters.router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)
@@ -105,7 +120,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
 
 
 ERRORS = {code: PROBLEM_SCHEMA for code in (400, 404)}
-WRITE_ERRORS = {code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}
+WRITE_ERRORS = {**{code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}, 503: UNAVAILABLE_SCHEMA}
 
 
 def raster_catalog(request: Request) -> RasterCatalog:

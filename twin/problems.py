@@ -8,6 +8,7 @@ traces) — only a request id, which the log line for the failure also carries.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from typing import Any
@@ -45,6 +46,9 @@ STATUS_BY_ERROR: dict[type[TwinError], int] = {
     UnavailableError: 503,
 }
 
+#: Seconds a 503 tells the client to wait (``Retry-After``) unless the error says (``retry_after`` in its context).
+RETRY_AFTER_S = 5
+
 #: A problem document, described for the OpenAPI document of every route.
 PROBLEM_SCHEMA: dict[str, Any] = {
     "description": "An RFC 9457 problem document",
@@ -64,6 +68,14 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             }
         }
     },
+}
+
+
+#: A 503 problem: the store is busy or does not answer; ``Retry-After`` says when to try again.
+UNAVAILABLE_SCHEMA: dict[str, Any] = {
+    **PROBLEM_SCHEMA,
+    "description": "The store is busy (another write holds it) or does not answer: try again later",
+    "headers": {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}},
 }
 
 
@@ -114,7 +126,12 @@ async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
     status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
     if status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
-    return problem(status, exc.title, exc.detail, request, **exc.context)
+    context = dict(exc.context)
+    retry_after = context.pop("retry_after", RETRY_AFTER_S)
+    response = problem(status, exc.title, exc.detail, request, **context)
+    if status == 503:  # RFC 9110: how long the client should wait before it tries again
+        response.headers["Retry-After"] = str(max(1, math.ceil(float(retry_after))))  # type: ignore[arg-type]
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

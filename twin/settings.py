@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from layers.filter_limits import FilterLimits
+from layers.store.writer_queue import WriteLimits
+
 
 class TwinSettings(BaseSettings):
     """Settings of one Twin deployment. Nothing else reads the environment."""
@@ -34,6 +37,32 @@ class TwinSettings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    # Bounds on every request, checked before a parser or the database sees it (README, "Limits").
+    filter_max_length: int = Field(default=20_000, ge=100, description="Characters in one CQL2 filter.")
+    filter_max_depth: int = Field(default=40, ge=2, le=200, description="Nesting of a CQL2 filter.")
+    filter_max_parentheses: int = Field(
+        default=12, ge=1, le=16, description="Grouping parentheses nested in a CQL2 text filter (parser backtracking)."
+    )
+    filter_max_terms: int = Field(default=500, ge=1, le=900, description="Operators and functions in one filter.")
+    filter_max_points: int = Field(default=10_000, ge=1, description="Points in a filter's geometry literals.")
+    filter_max_dwithin_points: int = Field(default=100, ge=1, description="Points of one S_DWITHIN's multipoint.")
+    statement_timeout_s: float = Field(
+        default=30, gt=0, le=3600, description="Longest a read query may run before it is cancelled (503)."
+    )
+
+    # Writers under a long write, and imports over HTTP (README, "Imports over HTTP").
+    write_wait_s: float = Field(
+        default=15, ge=0, le=600, description="How long a write waits for another (SQLite: one at a time) before a 503."
+    )
+    write_queue: int = Field(default=8, ge=1, description="Writes waiting per worker process (SQLite); more get 503.")
+    wal_checkpoint_mb: int = Field(
+        default=64, ge=1, description="A write that leaves SQLite's write-ahead log larger checkpoints and truncates it"
+    )
+    import_wait_s: float = Field(
+        default=5, ge=0, le=60, description="How long an HTTP import may take to answer with its report, not 202."
+    )
+    import_jobs: int = Field(default=2, ge=1, le=64, description="Imports running or waiting per worker process.")
+
     @property
     def store_url(self) -> str:
         if self.database_url:
@@ -44,6 +73,23 @@ class TwinSettings(BaseSettings):
     def write_counter_path(self) -> Path:
         """The file that the processes using this store share to count writes (see ``layers.signal``)."""
         return self.data_dir / "store-writes.counter"
+
+    @property
+    def filter_limits(self) -> FilterLimits:
+        return FilterLimits(
+            max_length=self.filter_max_length,
+            max_depth=self.filter_max_depth,
+            max_parentheses=self.filter_max_parentheses,
+            max_terms=self.filter_max_terms,
+            max_points=self.filter_max_points,
+            max_dwithin_points=self.filter_max_dwithin_points,
+        )
+
+    @property
+    def write_limits(self) -> WriteLimits:
+        return WriteLimits(
+            wait_s=self.write_wait_s, max_waiting=self.write_queue, wal_checkpoint_bytes=self.wal_checkpoint_mb * 2**20
+        )
 
     @property
     def backend_label(self) -> str:

@@ -17,8 +17,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from layers.errors import InvalidInputError
 from layers.features import FeatureQuery
+from layers.filter_limits import FilterLimits
 from layers.store import LayerStore
-from ogc.params import parse_bbox, parse_datetime, parse_filter
+from ogc.params import DEFAULT_FILTER_LIMITS, parse_bbox, parse_datetime, parse_filter
 
 PARAMETERS = frozenset({"groupBy", "filter", "filter-lang", "filter-crs", "bbox", "datetime"})
 
@@ -26,7 +27,11 @@ PARAMETERS = frozenset({"groupBy", "filter", "filter-lang", "filter-crs", "bbox"
 class StatisticsAPI:
     """The counting routes over a layer store."""
 
-    def __init__(self, get_store: Callable[..., LayerStore | Awaitable[LayerStore]]) -> None:
+    def __init__(
+        self,
+        get_store: Callable[..., LayerStore | Awaitable[LayerStore]],
+        filter_limits: FilterLimits = DEFAULT_FILTER_LIMITS,
+    ) -> None:
         self.router = APIRouter(tags=["Statistics"])
         store_dep = Annotated[LayerStore, Depends(get_store)]
 
@@ -53,7 +58,7 @@ class StatisticsAPI:
             query = FeatureQuery(
                 bbox=parse_bbox(bbox),
                 time=parse_datetime(datetime_, layer),
-                filter=parse_filter(filter, filter_lang, filter_crs),
+                filter=parse_filter(filter, filter_lang, filter_crs, filter_limits),
             )
             found = store.count_by(layer.id, group_by, query)
             rows = sorted(found.items(), key=lambda item: (-item[1], "" if item[0] is None else str(item[0])))

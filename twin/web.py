@@ -23,7 +23,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
-CLIENT_DIST = Path(__file__).resolve().parent.parent / "frontend" / "dist"
+_PACKAGE = Path(__file__).resolve().parent
+#: Where the built client is looked for: in the installed package (a wheel carries it there, see
+#: pyproject.toml), then in the checkout around the package (``make client`` builds it there).
+CLIENT_DIST_CANDIDATES = (_PACKAGE / "client", _PACKAGE.parent / "frontend" / "dist")
 
 MEDIA_TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -90,9 +93,14 @@ def _wants_page(scope: Scope) -> bool:
     return accept.decode("latin-1").lstrip().startswith("text/html")
 
 
+def find_client_dist() -> Path:
+    """The first candidate folder that holds a built client (the checkout's, to name in a message, if none)."""
+    return next((p for p in CLIENT_DIST_CANDIDATES if (p / "index.html").is_file()), CLIENT_DIST_CANDIDATES[-1])
+
+
 def mount_client(app: FastAPI, dist_dir: Path | None = None) -> None:
     """Serve the built client: ``/`` (browsers), ``/wall``, ``/assets/…`` (bundles, glyphs, wall scenes)."""
-    dist = dist_dir or CLIENT_DIST
+    dist = dist_dir or find_client_dist()
     index, wall = dist / "index.html", dist / "wall.html"
     if not index.is_file():
         log.info("map client not built (%s missing); / stays the OGC landing page", index)

@@ -27,6 +27,7 @@ from layers.features import BBox, Near
 from layers.geodesy import degree_bands, search_window
 from layers.model import GeometryType
 from layers.store.tables import SRID, LayerTables
+from layers.textfold import ACCENT_TRANSLATION, CASE_TRANSLATION
 from layers.validation import RowBatch
 from layers.vectortiles import (
     MAX_BYTES,
@@ -110,6 +111,30 @@ class SpatialBackend(ABC):
     @abstractmethod
     def planar_within(self, geom: ColumnElement[Any], lon: float, lat: float, degrees: float) -> ColumnElement[bool]:
         """Cheap test: planar distance in lon/lat degrees is at most ``degrees``."""
+
+    def fold_case(self, text: ColumnElement[Any]) -> ColumnElement[str]:
+        """CASEI: ``lower()`` for ASCII (in any locale), then ``layers.textfold``'s table for the rest."""
+        source, target = CASE_TRANSLATION
+        return sa.func.translate(sa.func.lower(text), source, target, type_=sa.String)
+
+    def fold_accents(self, text: ColumnElement[Any]) -> ColumnElement[str]:
+        """ACCENTI: ``layers.textfold``'s table through the built-in ``translate()``; no extension needed."""
+        source, target = ACCENT_TRANSLATION
+        return sa.func.translate(text, source, target, type_=sa.String)
+
+    def arithmetic(self, op: str, left: ColumnElement[Any], right: ColumnElement[Any]) -> ColumnElement[Any]:
+        """CQL2 arithmetic in SQL. ``/`` is real division on integers too; a division by zero is NULL
+        (unknown) on both databases, as SQLite has it, rather than an error on PostgreSQL's side."""
+        if op in ("+", "-", "*"):
+            return left.op(op)(right)
+        divisor = sa.func.nullif(right, 0)
+        if op == "/":
+            return sa.cast(left, sa.Float) / divisor
+        if op == "div":
+            return sa.func.trunc(sa.cast(left, sa.Float) / divisor)
+        if op == "%":
+            return sa.func.mod(sa.cast(left, sa.Numeric), sa.cast(divisor, sa.Numeric))
+        return sa.func.power(sa.cast(left, sa.Float), right, type_=sa.Float)
 
     def within_distance(self, table: sa.Table, near: Near) -> ColumnElement[bool]:
         """Index window first, then degree bands, then the exact ellipsoidal test for the rest.

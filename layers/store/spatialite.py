@@ -27,6 +27,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from layers.features import Near
 from layers.store.backend import WRITE_OPTION, SpatialBackend, driver_connection
 from layers.store.tables import SRID, LayerTables
+from layers.store.writer_queue import BUSY_TIMEOUT_MS, WAIT_OPTION
+from layers.textfold import fold_accents, fold_case
 from layers.validation import RowBatch
 
 _CHUNK = 5_000
@@ -45,13 +47,29 @@ class SpatiaLiteBackend(SpatialBackend):
         def _connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event below owns transactions
             load_spatialite_driver(dbapi_conn)
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=60000"):
+            # journal_size_limit: when SQLite restarts the write-ahead log, it cuts it back to 64 MiB.
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={BUSY_TIMEOUT_MS}"):
                 dbapi_conn.execute(f"PRAGMA {pragma}")
+            dbapi_conn.execute(f"PRAGMA journal_size_limit={64 * 2**20}")
+            _add_text_functions(dbapi_conn)
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get(WRITE_OPTION, False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            options = conn.get_execution_options()
+            if not options.get(WRITE_OPTION, False):
+                conn.exec_driver_sql("BEGIN")
+                return
+            # A writer waits for writers in other processes only as long as its turn allows (writer_queue).
+            wait_ms = options.get(WAIT_OPTION)
+            if wait_ms is None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            driver = driver_connection(conn)
+            driver.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
         return engine
 
@@ -98,6 +116,12 @@ class SpatiaLiteBackend(SpatialBackend):
 
     def planar_nearest(self, table: sa.Table, lon: float, lat: float) -> ColumnElement[Any] | None:
         return None
+
+    def fold_case(self, text: ColumnElement[Any]) -> ColumnElement[str]:
+        return sa.func.twin_casei(text, type_=sa.String)
+
+    def fold_accents(self, text: ColumnElement[Any]) -> ColumnElement[str]:
+        return sa.func.twin_accenti(text, type_=sa.String)
 
     def spatial_extent(self, conn: Connection, table: sa.Table) -> tuple[float, float, float, float] | None:
         """From the R*Tree's boxes (stored as float32, rounded outward): no geometry is decoded."""
@@ -167,3 +191,13 @@ class SpatiaLiteBackend(SpatialBackend):
 
     def end_bulk_load(self, conn: Connection, tables: LayerTables) -> None:
         conn.execute(sa.text("SELECT CreateSpatialIndex(:t, 'geom')"), {"t": tables.current.name})
+
+
+def _add_text_functions(dbapi_conn: Any) -> None:
+    """CQL2's CASEI and ACCENTI as SQL functions (SQLite has no ``translate()``), and LIKE that is
+    case-sensitive, as CQL2 says: SQLite's own LIKE ignores the case of ASCII letters."""
+    for name, fold in (("twin_casei", fold_case), ("twin_accenti", fold_accents)):
+        dbapi_conn.create_function(
+            name, 1, lambda v, fold=fold: fold(v) if isinstance(v, str) else v, deterministic=True
+        )
+    dbapi_conn.execute("PRAGMA case_sensitive_like = ON")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,6 +34,7 @@ from layers.signal import SharedCounter
 from layers.store import changes
 from layers.store.backend import WRITE_OPTION, SpatialBackend
 from layers.store.changes import DataVersions
+from layers.store.extents import ExtentCache, LayerExtent, data_version, measure_extent
 from layers.store.paging import read_page
 from layers.store.statements import (
     count_select,
@@ -45,6 +46,7 @@ from layers.store.statements import (
     where_clauses,
 )
 from layers.store.tables import LayerTables, UTCDateTime
+from layers.store.writer_queue import OPEN_WAIT_S, WriteLimits, WriterQueue
 from layers.validation import RowBatch, batch_from_features
 from layers.vectortiles import TileSpec, VectorTile
 
@@ -66,12 +68,6 @@ class LoadResult:
     created: bool
 
 
-@dataclass(frozen=True)
-class LayerExtent:
-    bbox: tuple[float, float, float, float] | None
-    interval: tuple[Any, Any] | None
-
-
 def backend_for(url: str) -> SpatialBackend:
     """Pick the backend from the URL scheme."""
     from layers.store.postgis import PostGISBackend
@@ -87,23 +83,33 @@ def backend_for(url: str) -> SpatialBackend:
 class LayerStore:
     """Layers and their features in one database."""
 
-    def __init__(self, engine: Engine, backend: SpatialBackend, writes: SharedCounter | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        backend: SpatialBackend,
+        writes: SharedCounter | None = None,
+        write_limits: WriteLimits | None = None,
+    ) -> None:
         self.engine = engine
         self.backend = backend
         self.registry = LayerRegistry(backend)
         self.writes = writes
+        # SQLite has one writer at a time, so its writers take turns; PostgreSQL's write side by side.
+        self.writer_queue = WriterQueue(engine, write_limits or WriteLimits()) if backend.name == "spatialite" else None
+        self.extents = ExtentCache()
 
     @classmethod
-    def open(cls, url: str, writes: SharedCounter | None = None) -> LayerStore:
+    def open(cls, url: str, writes: SharedCounter | None = None, write_limits: WriteLimits | None = None) -> LayerStore:
         """Connect, and create the catalog and spatial metadata if the database is new.
 
         ``writes`` is a counter shared with the other processes using this
         store on this machine; every committed write moves it (see ``layers.signal``).
+        ``write_limits``: how long and how many writers wait where they take turns (SQLite).
         """
         backend = backend_for(url)
-        store = cls(backend.create_engine(url), backend, writes)
+        store = cls(backend.create_engine(url), backend, writes, write_limits)
         try:
-            with store._write() as conn:
+            with store._write(wait_s=OPEN_WAIT_S) as conn:
                 backend.initialize(conn)
         except sa.exc.OperationalError as exc:
             store.close()
@@ -130,8 +136,9 @@ class LayerStore:
             yield conn
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(**{WRITE_OPTION: True}) as conn, conn.begin():
+    def _write(self, wait_s: float | None = None) -> Iterator[Connection]:
+        turn = nullcontext({WRITE_OPTION: True}) if self.writer_queue is None else self.writer_queue.turn(wait_s)
+        with turn as options, self.engine.connect().execution_options(**options) as conn, conn.begin():
             yield conn
         if self.writes is not None:  # after the commit: readers who see the new count see the new data
             self.writes.bump()
@@ -246,17 +253,18 @@ class LayerStore:
         return found if found <= cap else None
 
     def extent(self, layer_id: str) -> LayerExtent:
-        """Where and when the layer's features are: a bounding box and the span of its time field."""
+        """Where and when the layer's features are: a bounding box and the span of its time field.
+
+        Measured once per data version (see ``layers.store.extents``): the version is read first, so
+        a write committed meanwhile is in the extent or moves the version past it."""
         with self._read() as conn:
-            tables = self.registry.tables(conn, layer_id)
-            bbox = self.backend.spatial_extent(conn, tables.current)
-            layer = tables.definition
-            interval = None
-            if layer.time_field is not None:
-                begins = tables.current.c[layer.time_field]
-                ends = tables.current.c[layer.end_time_field] if layer.end_time_field else begins
-                interval = tuple(conn.execute(sa.select(sa.func.min(begins), sa.func.max(ends))).one())
-        return LayerExtent(bbox, None if interval is None or interval[0] is None else interval)  # type: ignore[arg-type]
+            version = data_version(conn, layer_id)
+            cached = self.extents.get(layer_id, version)
+            if cached is not None:
+                return cached
+            found = measure_extent(conn, self.backend, self.registry.tables(conn, layer_id))
+        self.extents.put(layer_id, version, found)
+        return found
 
     def spatial_extent(self, layer_id: str) -> tuple[float, float, float, float] | None:
         """The layer's (west, south, east, north), cheaply (an index or statistics estimate)."""

@@ -20,7 +20,13 @@ from shapely.geometry import shape
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INPUTS_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
+#: The inputs in the installed package (a wheel carries them there, see pyproject.toml), else in the checkout.
+_PACKAGED_INPUTS_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_INPUTS_DIR = (
+    _PACKAGED_INPUTS_DIR
+    if (_PACKAGED_INPUTS_DIR / "wards.csv").is_file()
+    else Path(__file__).resolve().parents[2] / "data" / "samples"
+)
 
 LonLat = tuple[float, float]
 

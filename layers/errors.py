@@ -54,3 +54,9 @@ class UnavailableError(TwinError):
     """A collaborator the request needs (the database) does not answer."""
 
     title = "Service unavailable"
+
+
+class QueryTimeoutError(UnavailableError):
+    """A read ran longer than a read may (``TWIN_STATEMENT_TIMEOUT_S``) and the database stopped it."""
+
+    title = "Query took too long"

@@ -69,7 +69,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
         if owned:
             writes = SharedCounter(settings.write_counter_path)
             app.state.store = await run_in_threadpool(
-                LayerStore.open, settings.store_url, writes, settings.write_limits
+                LayerStore.open, settings.store_url, writes, settings.write_limits, settings.statement_timeout_s
             )
         log.info("Twin %s serving %s store", __version__, settings.backend_label)
         try:

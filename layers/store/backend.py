@@ -62,8 +62,19 @@ class SpatialBackend(ABC):
     AUTOCOMMIT_READS: ClassVar[bool] = False
 
     @abstractmethod
-    def create_engine(self, url: str) -> Engine:
-        """An engine whose connections are ready for spatial SQL."""
+    def create_engine(self, url: str, read_timeout_s: float | None = None) -> Engine:
+        """An engine whose connections are ready for spatial SQL. With ``read_timeout_s``, the
+        database stops a read statement that runs longer (``is_cancelled`` then recognises the
+        error); writes are never stopped: an import may rightly index for minutes."""
+
+    def is_cancelled(self, exc: sa.exc.DBAPIError) -> bool:
+        """True when ``exc`` is the database stopping a read at its timeout."""
+        return False
+
+    def renew_read_timeout(self, conn: Connection) -> None:
+        """A streaming read has handed on a batch: its statement's time starts again. PostgreSQL needs
+        nothing: each FETCH of a server-side cursor is a statement of its own."""
+        return None
 
     def initialize(self, conn: Connection) -> None:
         """Create what the store needs once per database: extensions, then the catalog's migrations."""

@@ -16,18 +16,20 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import shapely
 import sqlalchemy as sa
 from geoalchemy2 import Geography
 from pyarrow import csv
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from layers.errors import UnavailableError
 from layers.features import Near
 from layers.model import GeometryType
-from layers.store.backend import SpatialBackend, driver_connection
+from layers.store.backend import WRITE_OPTION, SpatialBackend, driver_connection
 from layers.store.postgis_tiles import (
     aggregate_tile,
     build_tile,
@@ -68,16 +70,32 @@ class PostGISBackend(SpatialBackend):
     # around a read would only cost two round trips.
     AUTOCOMMIT_READS = True
 
-    def create_engine(self, url: str) -> Engine:
-        return sa.create_engine(
+    def create_engine(self, url: str, read_timeout_s: float | None = None) -> Engine:
+        # The timeout is a session setting, so a read pays no round trip for it; a write transaction
+        # lifts it for itself (SET LOCAL), one statement more in a transaction of several.
+        options = SESSION_OPTIONS
+        if read_timeout_s is not None:
+            options += f" -c statement_timeout={max(1, round(read_timeout_s * 1000))}"
+        engine = sa.create_engine(
             sqlalchemy_url(url),
             # No pre-ping (a round trip on every checkout): a connection the server dropped fails its
             # request once and is discarded; connections are renewed every half hour anyway.
             pool_recycle=1800,
             pool_size=10,
             max_overflow=10,
-            connect_args={"options": SESSION_OPTIONS, "connect_timeout": 10, "client_encoding": "utf8"},
+            connect_args={"options": options, "connect_timeout": 10, "client_encoding": "utf8"},
         )
+        if read_timeout_s is not None:
+
+            @event.listens_for(engine, "begin")
+            def _begin(conn: Connection) -> None:
+                if conn.get_execution_options().get(WRITE_OPTION, False):
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+
+        return engine
+
+    def is_cancelled(self, exc: sa.exc.DBAPIError) -> bool:
+        return isinstance(exc.orig, psycopg.errors.QueryCanceled)
 
     def initialize(self, conn: Connection) -> None:
         # Workers starting together would race to create the catalog; one at a time.

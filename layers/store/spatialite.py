@@ -9,7 +9,9 @@ run while a writer works.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -32,19 +34,44 @@ from layers.textfold import fold_accents, fold_case
 from layers.validation import RowBatch
 
 _CHUNK = 5_000
+#: Key of a connection's ``_Deadline`` in its pool record's ``info``.
+_DEADLINE = "twin_read_deadline"
+#: SQLite calls the progress handler every this many virtual-machine steps (a few milliseconds of work):
+#: the handler takes the GIL, so calling it more often would make a query wait on other threads.
+_PROGRESS_STEPS = 200_000
+
+
+class _Deadline:
+    """When the read running on one connection must stop: SQLite's progress handler asks ``passed``
+    and, on True, abandons the statement with "interrupted" (``is_cancelled``)."""
+
+    __slots__ = ("at", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = math.inf
+
+    def start(self) -> None:
+        self.at = time.monotonic() + self.seconds
+
+    def lift(self) -> None:
+        self.at = math.inf
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.at
 
 
 class SpatiaLiteBackend(SpatialBackend):
     name = "spatialite"
 
-    def create_engine(self, url: str) -> Engine:
+    def create_engine(self, url: str, read_timeout_s: float | None = None) -> Engine:
         os.environ.setdefault("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
         engine = sa.create_engine(
             url, module=sqlite, connect_args={"timeout": 60, "check_same_thread": False}, pool_size=8
         )
 
         @event.listens_for(engine, "connect")
-        def _connect(dbapi_conn: Any, _record: Any) -> None:
+        def _connect(dbapi_conn: Any, record: Any) -> None:
             dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event below owns transactions
             load_spatialite_driver(dbapi_conn)
             # journal_size_limit: when SQLite restarts the write-ahead log, it cuts it back to 64 MiB.
@@ -52,13 +79,28 @@ class SpatiaLiteBackend(SpatialBackend):
                 dbapi_conn.execute(f"PRAGMA {pragma}")
             dbapi_conn.execute(f"PRAGMA journal_size_limit={64 * 2**20}")
             _add_text_functions(dbapi_conn)
+            if read_timeout_s is not None:
+                deadline = _Deadline(read_timeout_s)
+                record.info[_DEADLINE] = deadline
+                dbapi_conn.set_progress_handler(deadline.passed, _PROGRESS_STEPS)
+
+        @event.listens_for(engine, "checkin")
+        def _checkin(_dbapi_conn: Any, record: Any) -> None:
+            deadline = record.info.get(_DEADLINE)
+            if deadline is not None:
+                deadline.lift()
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
             options = conn.get_execution_options()
+            deadline = conn.info.get(_DEADLINE)
             if not options.get(WRITE_OPTION, False):
+                if deadline is not None:
+                    deadline.start()
                 conn.exec_driver_sql("BEGIN")
                 return
+            if deadline is not None:
+                deadline.lift()
             # A writer waits for writers in other processes only as long as its turn allows (writer_queue).
             wait_ms = options.get(WAIT_OPTION)
             if wait_ms is None:
@@ -72,6 +114,14 @@ class SpatiaLiteBackend(SpatialBackend):
                 driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
         return engine
+
+    def is_cancelled(self, exc: sa.exc.DBAPIError) -> bool:
+        return isinstance(exc.orig, sqlite.OperationalError) and str(exc.orig) == "interrupted"
+
+    def renew_read_timeout(self, conn: Connection) -> None:
+        deadline = conn.info.get(_DEADLINE)
+        if deadline is not None:
+            deadline.start()
 
     def initialize(self, conn: Connection) -> None:
         init_spatialite(conn.connection.driver_connection, transaction=False, init_mode="WGS84")

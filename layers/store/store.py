@@ -24,6 +24,7 @@ from layers.errors import (
     InvalidInputError,
     NotFoundError,
     PreconditionFailedError,
+    QueryTimeoutError,
     UnavailableError,
 )
 from layers.features import MAX_DISTANCE_M, Condition, Feature, FeatureInput, FeaturePage, FeatureQuery, Near
@@ -89,8 +90,10 @@ class LayerStore:
         backend: SpatialBackend,
         writes: SharedCounter | None = None,
         write_limits: WriteLimits | None = None,
+        read_timeout_s: float | None = None,
     ) -> None:
         self.engine = engine
+        self.read_timeout_s = read_timeout_s
         self.backend = backend
         self.registry = LayerRegistry(backend)
         self.writes = writes
@@ -99,15 +102,24 @@ class LayerStore:
         self.extents = ExtentCache()
 
     @classmethod
-    def open(cls, url: str, writes: SharedCounter | None = None, write_limits: WriteLimits | None = None) -> LayerStore:
+    def open(
+        cls,
+        url: str,
+        writes: SharedCounter | None = None,
+        write_limits: WriteLimits | None = None,
+        read_timeout_s: float | None = None,
+    ) -> LayerStore:
         """Connect, and create the catalog and spatial metadata if the database is new.
 
         ``writes`` is a counter shared with the other processes using this
         store on this machine; every committed write moves it (see ``layers.signal``).
         ``write_limits``: how long and how many writers wait where they take turns (SQLite).
+        ``read_timeout_s``: the longest one read statement may run (a streaming read: between two
+        batches) before the database stops it and the read raises ``QueryTimeoutError``; None: no limit.
         """
         backend = backend_for(url)
-        store = cls(backend.create_engine(url), backend, writes, write_limits)
+        engine = backend.create_engine(url, read_timeout_s)
+        store = cls(engine, backend, writes, write_limits, read_timeout_s)
         try:
             with store._write(wait_s=OPEN_WAIT_S) as conn:
                 backend.initialize(conn)
@@ -132,8 +144,18 @@ class LayerStore:
         conn = self.engine.connect()
         if self.backend.AUTOCOMMIT_READS and not streaming:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        with conn, conn.begin():
-            yield conn
+        try:
+            with conn, conn.begin():
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            if self.backend.is_cancelled(exc):
+                raise QueryTimeoutError(
+                    f"the query ran longer than the {self.read_timeout_s:g} s a read may take "
+                    "(TWIN_STATEMENT_TIMEOUT_S): ask for less, with a smaller bbox, a narrower filter or a lower limit"
+                ) from None
+            if isinstance(exc, sa.exc.DataError):  # a value the database cannot take, e.g. out of its range
+                raise InvalidInputError(f"the database refused a value of the request: {_reason(exc)}") from None
+            raise
 
     @contextmanager
     def _write(self, wait_s: float | None = None) -> Iterator[Connection]:
@@ -227,6 +249,7 @@ class LayerStore:
             result = conn.execution_options(yield_per=batch_size).execute(feature_select(self.backend, tables, query))
             for rows in result.partitions():
                 yield features_from_rows(rows, names)
+                self.backend.renew_read_timeout(conn)
 
     def count(self, layer_id: str, query: FeatureQuery = FeatureQuery()) -> int:
         with self._read() as conn:

@@ -95,22 +95,28 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def server(env: dict[str, str]) -> Iterator[str]:
-    """``twin serve`` with two workers in its own process, on a free port, with the store in ``env``."""
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``twin serve`` with two workers in its own process, on a free port, with the store in ``env``.
+
+    Its output goes to a file, not a pipe: nobody reads a pipe while the test runs, and a server
+    whose log fills the pipe's 64 KiB blocks on its next line, in the middle of a request.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "twin", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "twin", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and process.poll() is None:
             try:
                 if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                     break
@@ -118,7 +124,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
                 time.sleep(0.2)
         else:
             process.kill()
-            pytest.fail(f"server did not start: {process.stdout.read() if process.stdout else ''}")
+            pytest.fail(f"server did not start: {log.read_text()[-4000:]}")
         yield url
     finally:
         process.terminate()

@@ -18,7 +18,17 @@ from datetime import datetime
 from itertools import islice, repeat
 from typing import Any
 
+# SQLite opens extensions with RTLD_GLOBAL, so once a connection has loaded mod_spatialite, Debian's
+# libproj and libgeos stand in for the copies pyproj, pyogrio and rasterio carry in their wheels, in
+# any of their modules imported afterwards: the first CRS.from_epsg, WKT or to_crs then segfaults.
+# Python binds an extension's symbols when it is imported, so importing them all first keeps each
+# on its own libraries (shapely below too).
+import pyogrio.raw  # noqa: F401
+import pyproj  # noqa: F401
 import pysqlite3.dbapi2 as sqlite
+import rasterio
+import rasterio.fill
+import rasterio.shutil  # noqa: F401
 import shapely
 import sqlalchemy as sa
 from geoalchemy2.admin.dialects.sqlite import init_spatialite, load_spatialite_driver

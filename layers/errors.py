@@ -32,6 +32,12 @@ class InvalidInputError(TwinError):
     title = "Invalid input"
 
 
+class PayloadTooLargeError(InvalidInputError):
+    """A request body larger than the endpoint takes."""
+
+    title = "Payload too large"
+
+
 class ConflictError(TwinError):
     """The request contradicts the current state, e.g. a layer id already taken."""
 

@@ -17,8 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,40}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
+#: A field keeps the spelling of the column it came from (``NAME``, ``POP_EST``) when that is a plain
+#: identifier. The store quotes it in SQL; the names of one layer differ in more than case (SQLite's
+#: columns are case-insensitive), so a name asked for in another case still finds one field.
+FIELD_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
+FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME)]
+#: Fields of one layer: PostgreSQL allows 1,600 columns in a table, SQLite 2,000, the store adds a few.
+MAX_FIELDS = 1_000
 
-#: Column names the store owns; a layer's own fields may not use them.
+#: Column names the store owns (in any case); a layer's own fields may not use them.
 RESERVED_NAMES = frozenset({"fid", "geom", "id", "geometry"})
 
 
@@ -69,7 +76,7 @@ class FieldDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Identifier
+    name: FieldName
     type: FieldType
     title: str | None = Field(default=None, description="Label shown to people (Vietnamese allowed).")
     description: str | None = None
@@ -78,7 +85,7 @@ class FieldDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> FieldDefinition:
-        if self.name in RESERVED_NAMES or self.name.startswith("_"):
+        if self.name.lower() in RESERVED_NAMES or self.name.startswith("_"):
             raise ValueError(f"field name '{self.name}' is reserved by the store")
         if self.choices is not None and self.type is not FieldType.STRING:
             raise ValueError(f"field '{self.name}': choices are only allowed on string fields")
@@ -120,28 +127,42 @@ class LayerDefinition(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> LayerDefinition:
-        names = [f.name for f in self.fields]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if len(self.fields) > MAX_FIELDS:
+            raise ValueError(f"{len(self.fields):,} fields; a layer may have at most {MAX_FIELDS:,}")
+        spellings: dict[str, list[str]] = {}
+        for each in self.fields:
+            spellings.setdefault(each.name.lower(), []).append(each.name)
+        duplicates = sorted("/".join(dict.fromkeys(names)) for names in spellings.values() if len(names) > 1)
         if duplicates:
-            raise ValueError(f"duplicate field names: {', '.join(duplicates)}")
+            raise ValueError(f"duplicate field names (case does not count): {', '.join(sorted(duplicates))}")
         temporal = {FieldType.DATE, FieldType.DATETIME}
         for attr in ("time_field", "end_time_field"):
             name = getattr(self, attr)
             if name is None:
                 continue
-            field = self.field(name)
-            if field is None or field.type not in temporal:
+            temporal_field = self.field(name)
+            if temporal_field is None or temporal_field.type not in temporal:
                 raise ValueError(f"{attr} '{name}' must name a date or datetime field")
+            setattr(self, attr, temporal_field.name)  # as the field spells it: the store reads the column by it
         if self.end_time_field and not self.time_field:
             raise ValueError("end_time_field needs a time_field")
         for attr in ("label_field", "extrude_field"):
             name = getattr(self.style, attr)
-            if name is not None and self.field(name) is None:
+            if name is None:
+                continue
+            styled = self.field(name)
+            if styled is None:
                 raise ValueError(f"style.{attr} '{name}' is not a field of the layer")
+            setattr(self.style, attr, styled.name)
         return self
 
     def field(self, name: str) -> FieldDefinition | None:
-        return next((f for f in self.fields if f.name == name), None)
+        """The field named ``name``, or else the one whose name differs only in case (there is at most one)."""
+        exact = next((f for f in self.fields if f.name == name), None)
+        if exact is not None:
+            return exact
+        folded = name.lower()
+        return next((f for f in self.fields if f.name.lower() == folded), None)
 
 
 class LayerPatch(BaseModel):
@@ -159,8 +180,8 @@ class LayerPatch(BaseModel):
     end_time_field: str | None = None
     style: StyleHints | None = None
     add_fields: list[FieldDefinition] = Field(default_factory=list)
-    rename_fields: dict[Identifier, Identifier] = Field(default_factory=dict)
-    drop_fields: list[Identifier] = Field(default_factory=list)
+    rename_fields: dict[FieldName, FieldName] = Field(default_factory=dict)
+    drop_fields: list[FieldName] = Field(default_factory=list)
 
     def apply(self, layer: LayerDefinition) -> LayerDefinition:
         """Return the definition after this change, validated as a whole."""
@@ -205,3 +226,11 @@ def identifier_from(text: str, fallback: str = "field") -> str:
     if slug in RESERVED_NAMES:
         slug = f"source_{slug}"
     return slug
+
+
+def field_name_from(text: str) -> str:
+    """The field name for a source column: its own spelling when that is a plain identifier
+    (``NAME``, ``POP_EST``, ``so_nha``), else a readable identifier made from it (``identifier_from``)."""
+    if re.fullmatch(FIELD_NAME, text) and text.lower() not in RESERVED_NAMES:
+        return text
+    return identifier_from(text)

@@ -10,6 +10,7 @@ the file needs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -85,50 +86,124 @@ def batch_from_features(
     return RowBatch(geoms, values, 1)
 
 
+#: How far (degrees, about a centimetre) a coordinate may pass ±180 or ±90 and be taken as the edge:
+#: Natural Earth's Russia ends at 180.00000000000006, from rounding in the source.
+_EDGE_SLACK = 1e-7
+
+
 def validate_geometries(
     layer: LayerDefinition, geoms: np.ndarray, *, first_row: int, repair: bool = False
 ) -> np.ndarray:
-    """Check presence, type, validity and lon/lat range; promote single parts to multi."""
-    missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    if missing.any():
-        raise InvalidInputError(f"feature {first_row + int(np.argmax(missing))}: geometry is missing or empty")
-    if shapely.has_z(geoms).any():
-        geoms = shapely.force_2d(geoms)
-    geoms = _conform_type(layer, geoms, first_row)
-    geoms = _conform_validity(layer, geoms, first_row, repair)
+    """Check presence, type, validity and lon/lat range; promote single parts to multi.
+
+    The first feature whose geometry cannot be stored stops it, named with its reason."""
+    checked, problems = check_geometries(layer, geoms, first_row=first_row, repair=repair)
+    if problems:
+        row, reason = next(iter(problems.items()))
+        raise InvalidInputError(f"feature {row}: {reason}", row=row)
+    return checked
+
+
+def check_geometries(
+    layer: LayerDefinition, geoms: np.ndarray, *, first_row: int, repair: bool = False
+) -> tuple[np.ndarray, dict[int, str]]:
+    """The geometries made ready for the store, and the features (by number) whose geometry cannot be
+    stored, each with the reason: missing or empty, of another type than the layer's, or invalid (and,
+    with ``repair``, left with nothing of its dimension by ``make_valid``). Their places keep ``None``.
+
+    Coordinates out of the lon/lat range are not one feature's problem but the source CRS's: they raise.
+    """
+    problems: dict[int, str] = {}
+    geoms = geoms.copy()
+
+    def drop(indexes: np.ndarray, reason: Callable[[int], str]) -> None:
+        for i in indexes:
+            problems[first_row + int(i)] = reason(int(i))
+            geoms[i] = None
+
+    missing = shapely.is_missing(geoms)
+    drop(np.flatnonzero(missing), lambda _i: "geometry is missing")
+    drop(np.flatnonzero(~missing & shapely.is_empty(geoms)), lambda _i: "geometry is empty")
+    present = ~shapely.is_missing(geoms)
+    if shapely.has_z(geoms[present]).any():
+        geoms[present] = shapely.force_2d(geoms[present])
+    wrong = present & ~_of_type(layer, geoms)
+    drop(
+        np.flatnonzero(wrong),
+        lambda i: f"geometry is a {geoms[i].geom_type}, layer '{layer.id}' holds {layer.geometry_type.value}",
+    )
+    present = ~shapely.is_missing(geoms)
+    invalid = present & ~shapely.is_valid(geoms)
+    if invalid.any() and not repair:
+        drop(np.flatnonzero(invalid), lambda i: f"invalid geometry: {invalid_reason(geoms[i])}")
+    elif invalid.any():
+        for i in np.flatnonzero(invalid):
+            fixed = _keep_dimension(shapely.make_valid(geoms[i]), shapely.get_dimensions(geoms[i]))
+            if fixed.is_empty or not _of_type(layer, np.array([fixed]))[0]:
+                problems[first_row + int(i)] = (
+                    f"invalid geometry ({invalid_reason(geoms[i])}) that repair cannot keep as a "
+                    f"{layer.geometry_type.value}"
+                )
+                geoms[i] = None
+            else:
+                geoms[i] = fixed
+    present = ~shapely.is_missing(geoms)
+    geoms[present] = _within_lon_lat(geoms[present], np.flatnonzero(present) + first_row)
+    geoms[present] = _as_layer_type(layer, geoms[present])
+    return geoms, dict(sorted(problems.items()))
+
+
+def invalid_reason(geom: BaseGeometry) -> str:
+    """GEOS's reason in words: "Self-intersection[109.2 13.7]" → "self-intersection at (109.2, 13.7)"."""
+    reason = shapely.is_valid_reason(geom)
+    name, _, at = reason.partition("[")
+    name = name[:1].lower() + name[1:]
+    if not at:
+        return name
+    return f"{name} at ({', '.join(at.rstrip(']').split())})"
+
+
+def _within_lon_lat(geoms: np.ndarray, rows: np.ndarray) -> np.ndarray:
     bounds = shapely.bounds(geoms)
-    bad = (bounds[:, 0] < -180) | (bounds[:, 2] > 180) | (bounds[:, 1] < -90) | (bounds[:, 3] > 90)
-    bad |= ~np.isfinite(bounds).all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        x, y = bounds[i, 0], bounds[i, 1]
+    over = (bounds[:, 0] < -180) | (bounds[:, 2] > 180) | (bounds[:, 1] < -90) | (bounds[:, 3] > 90)
+    if not over.any():
+        return geoms
+    s = _EDGE_SLACK
+    far = (bounds[:, 0] < -180 - s) | (bounds[:, 2] > 180 + s) | (bounds[:, 1] < -90 - s) | (bounds[:, 3] > 90 + s)
+    far |= ~np.isfinite(bounds).all(axis=1)
+    if far.any():
+        i = int(np.argmax(far))
+        coords = shapely.get_coordinates(geoms[i])
+        outside = ~np.isfinite(coords).all(axis=1) | (np.abs(coords[:, 0]) > 180 + s) | (np.abs(coords[:, 1]) > 90 + s)
+        x, y = coords[int(np.argmax(outside))]
         raise InvalidInputError(
-            f"feature {first_row + i}: coordinates ({x:.6g}, {y:.6g}) are not longitude/latitude "
+            f"feature {int(rows[i])}: coordinates ({x:.6g}, {y:.6g}) are not longitude/latitude "
             "after reprojection; is the source CRS right?",
-            row=first_row + i,
+            row=int(rows[i]),
         )
+    geoms = geoms.copy()
+    geoms[over] = shapely.transform(geoms[over], lambda c: np.clip(c, (-180, -90), (180, 90)))
     return geoms
 
 
-def _conform_type(layer: LayerDefinition, geoms: np.ndarray, first_row: int) -> np.ndarray:
+def _of_type(layer: LayerDefinition, geoms: np.ndarray) -> np.ndarray:
+    """Which geometries the layer takes: its type or, for a multi-part layer, its single-part type."""
     target = layer.geometry_type
     if target is GeometryType.GEOMETRY:
+        return np.ones(len(geoms), dtype=bool)
+    ids = shapely.get_type_id(geoms)
+    return (ids == _TYPE_IDS[target]) | (ids == _TYPE_IDS[target.single])
+
+
+def _as_layer_type(layer: LayerDefinition, geoms: np.ndarray) -> np.ndarray:
+    """Single parts promoted to the multi-part type of the layer."""
+    target = layer.geometry_type
+    if target not in _MULTI:
         return geoms
-    names = shapely.get_type_id(geoms)
-    target_id = _TYPE_IDS[target]
-    single_id = _TYPE_IDS[target.single]
-    bad = (names != target_id) & (names != single_id)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InvalidInputError(
-            f"feature {first_row + i}: geometry is a {geoms[i].geom_type}, layer '{layer.id}' holds {target.value}",
-            row=first_row + i,
-        )
-    if target in _MULTI:
-        singles = names == single_id
-        if singles.any():
-            geoms = geoms.copy()
-            geoms[singles] = [_MULTI[target]([g]) for g in geoms[singles]]
+    singles = shapely.get_type_id(geoms) == _TYPE_IDS[target.single]
+    if singles.any():
+        geoms = geoms.copy()
+        geoms[singles] = [_MULTI[target]([g]) for g in geoms[singles]]
     return geoms
 
 
@@ -140,23 +215,6 @@ _TYPE_IDS = {
     GeometryType.MULTILINESTRING: 5,
     GeometryType.MULTIPOLYGON: 6,
 }
-
-
-def _conform_validity(layer: LayerDefinition, geoms: np.ndarray, first_row: int, repair: bool) -> np.ndarray:
-    invalid = ~shapely.is_valid(geoms)
-    if not invalid.any():
-        return geoms
-    if not repair:
-        i = int(np.argmax(invalid))
-        raise InvalidInputError(
-            f"feature {first_row + i}: invalid geometry ({shapely.is_valid_reason(geoms[i])}); "
-            "fix it in the source or import with repair",
-            row=first_row + i,
-        )
-    geoms = geoms.copy()
-    for index in np.flatnonzero(invalid):
-        geoms[index] = _keep_dimension(shapely.make_valid(geoms[index]), shapely.get_dimensions(geoms[index]))
-    return _conform_type(layer, geoms, first_row)
 
 
 def _keep_dimension(geom: BaseGeometry, dimension: int) -> BaseGeometry:
@@ -215,9 +273,13 @@ def _coerce(field: FieldDefinition, column: pa.Array | pa.ChunkedArray | list[An
         column = column.dictionary_decode()
     if pa.types.is_null(column.type):
         return [None] * len(column)
+    if isinstance(column, pa.ExtensionArray):
+        # GDAL marks a GeoJSON property of mixed types (5 here, "abc" there) as JSON: each value as text.
+        column = column.storage
     kind = column.type
     if field.type is FieldType.STRING:
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            _check_text(field, column, first_row)
             return column.to_pylist()
         if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
             return pc.cast(column, pa.string()).to_pylist()
@@ -281,6 +343,29 @@ def _parse_each(field: FieldDefinition, values: list[Any], parse: Callable[[Any]
                 field=field.name,
             ) from None
     return out
+
+
+#: Text no database takes: PostgreSQL refuses NUL in text, and a lone surrogate is not UTF-8 at all.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_text(field: FieldDefinition, column: pa.Array, first_row: int) -> None:
+    """Arrow text is UTF-8 already (no surrogates); a NUL is refused here, named, on both databases."""
+    if pc.any(pc.match_substring(column, "\x00")).as_py():
+        i = int(np.argmax(pc.fill_null(pc.match_substring(column, "\x00"), False).to_numpy(zero_copy_only=False)))
+        raise InvalidInputError(
+            f"feature {first_row + i}: field '{field.name}' holds a NUL character (\\u0000), which text may not",
+            row=first_row + i,
+            field=field.name,
+        )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    if _UNSTORABLE.search(value):
+        raise ValueError
+    return value
 
 
 def _mismatch(field: FieldDefinition, column: pa.Array, first_row: int) -> list[Any]:
@@ -347,9 +432,7 @@ def _parse_datetime(value: Any) -> datetime | None:
 
 
 def _strict_string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    return value
+    return _text(value)
 
 
 def _strict_boolean(value: Any) -> bool:
@@ -385,7 +468,7 @@ _STRICT_PARSERS: dict[FieldType, Callable[[Any], Any]] = {
     FieldType.DATETIME: _parse_datetime,
 }
 _DESCRIPTIONS = {
-    FieldType.STRING: "text",
+    FieldType.STRING: "text (no NUL, valid Unicode)",
     FieldType.INTEGER: "an integer",
     FieldType.NUMBER: "a number",
     FieldType.BOOLEAN: "true or false",
@@ -395,7 +478,7 @@ _DESCRIPTIONS = {
 
 
 _LENIENT_PARSERS: dict[FieldType, Callable[[Any], Any]] = {
-    FieldType.STRING: str,
+    FieldType.STRING: lambda value: _text(str(value)),
     FieldType.INTEGER: _parse_integer,
     FieldType.NUMBER: _parse_number,
     **_PARSERS,

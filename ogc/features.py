@@ -68,6 +68,13 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/temporal-functions",
+    # Tested with every predicate of the standard's test suite (tests/test_cql2_ats.py); not array-functions
+    # (Twin has no array properties) nor functions (no custom functions are offered).
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/case-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/accent-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/property-property",
+    "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
     # sortby (+/- prefixes) and /sortables, as OGC API – Records defines them (Features Part 8 is a draft).
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
 ]

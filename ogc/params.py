@@ -95,7 +95,7 @@ def parse_properties(text: str | None, layer: LayerDefinition) -> list[str] | No
             f"properties: collection '{layer.id}' has no propert{'y' if len(unknown) == 1 else 'ies'} "
             f"{', '.join(map(repr, unknown))}"
         )
-    return names
+    return list(dict.fromkeys(layer.field(n).name for n in names))  # type: ignore[union-attr]
 
 
 def parse_sortby(text: str | None, layer: LayerDefinition) -> list[SortKey]:
@@ -112,14 +112,15 @@ def parse_sortby(text: str | None, layer: LayerDefinition) -> list[SortKey]:
         name = token[1:].strip() if token[:1] in ("+", "-") else token
         if not name:
             raise InvalidInputError(f"sortby: expected property names separated by commas, got {text!r}")
-        if layer.field(name) is None:
+        field = layer.field(name)
+        if field is None:
             sortables = ", ".join(f.name for f in layer.fields) or "none"
             raise InvalidInputError(
                 f"sortby: collection '{layer.id}' has no property '{name}' to sort on (sortables: {sortables})"
             )
-        if any(key.field == name for key in keys):
+        if any(key.field == field.name for key in keys):
             raise InvalidInputError(f"sortby: '{name}' is named twice")
-        keys.append(SortKey(name, descending))
+        keys.append(SortKey(field.name, descending))
     return keys
 
 
@@ -157,7 +158,7 @@ def parse_cursor(
         fid = after[-1]
     except (ValueError, TypeError, KeyError, IndexError, binascii.Error):
         raise InvalidInputError(f"cursor: {text[:40]!r} is not a cursor from a next link with a sortby") from None
-    if order != sortby_text(sort) or len(after) != len(sort) + 1 or type(fid) is not int or fid < 0:
+    if order != sortby_text(sort) or len(after) != len(sort) + 1 or type(fid) is not int or not 0 <= fid < 2**63:
         raise InvalidInputError("cursor: this cursor belongs to another sortby; start again from the first page")
     values = [coerce_value(layer.field(key.field), v) for key, v in zip(sort, after, strict=False)]  # type: ignore[arg-type]
     return fid, values

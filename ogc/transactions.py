@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
+from shapely.errors import ShapelyError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from starlette.concurrency import run_in_threadpool
 
-from layers.errors import InvalidInputError, PreconditionFailedError
+from layers.errors import InvalidInputError, PayloadTooLargeError, PreconditionFailedError
 from layers.features import Feature, FeatureInput
 from layers.store import LayerStore
 from ogc.geojson import GEOJSON
@@ -46,11 +47,41 @@ def expected_version(if_match: str | None, fid: int) -> int | None:
     return int(version)
 
 
-async def _feature_body(request: Request) -> dict[str, Any]:
+GEOJSON_TYPES = (
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Polygon",
+    "MultiPolygon",
+    "GeometryCollection",
+)
+#: Bytes of one written feature (or merge patch): a parcel of 100,000 vertices is about 4 MB of GeoJSON.
+MAX_BODY_BYTES = 16 * 2**20
+
+
+async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    """The request's JSON, read no further than ``limit`` bytes (413 beyond), nested as deep as
+    Python's parser goes (400 deeper, not a RecursionError)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"the body is {int(declared):,} bytes; a feature may take {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the body is more than {limit:,} bytes; a feature may take {limit:,}")
+        chunks.append(chunk)
     try:
-        body = json.loads(await request.body())
+        return json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"the body is not JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInputError("the body is JSON nested too deep") from None
+
+
+async def _feature_body(request: Request) -> dict[str, Any]:
+    body = await json_body(request)
     if not isinstance(body, dict) or body.get("type") != "Feature":
         raise InvalidInputError('the body must be a GeoJSON Feature ({"type": "Feature", ...})')
     return body
@@ -61,10 +92,16 @@ def _geometry(body: dict[str, Any], required: bool) -> BaseGeometry | None:
         if required:
             raise InvalidInputError("the feature has no geometry")
         return None
+    geometry = body["geometry"]
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    if kind not in GEOJSON_TYPES:
+        raise InvalidInputError(
+            f"geometry: {str(kind)[:40]!r} is not a GeoJSON geometry type (RFC 7946: {', '.join(GEOJSON_TYPES)})"
+        )
     try:
-        return shape(body["geometry"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InvalidInputError(f"geometry: not a GeoJSON geometry ({exc})") from None
+        return shape(geometry)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, ShapelyError, RecursionError) as exc:
+        raise InvalidInputError(f"geometry: not a GeoJSON {kind} ({str(exc)[:200]})") from None
 
 
 def _properties(body: dict[str, Any]) -> dict[str, Any]:
@@ -141,10 +178,7 @@ class FeatureTransactionsAPI:
             request: Request, collection_id: str, feature_id: str, store: store_dep, if_match: if_match = None
         ) -> Response:
             fid = _parse_id(feature_id)
-            try:
-                patch = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidInputError(f"the body is not JSON ({exc})") from None
+            patch = await json_body(request)
             if not isinstance(patch, dict):
                 raise InvalidInputError("a merge patch must be a JSON object")
             feature = await run_in_threadpool(

@@ -93,6 +93,8 @@ def test_respond_async_answers_202_with_a_status_url_then_the_report(client: Tes
         "archived": 0,
         "source_crs": "EPSG:4326",
         "seconds": 0,
+        "skipped": 0,
+        "skipped_features": [],
     }
     assert client.get("/admin/layers/streets").json()["feature_count"] == 2
     assert not list(tmp_path.glob("twin-upload-*"))

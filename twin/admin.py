@@ -130,10 +130,20 @@ def admin_router() -> APIRouter:
         crs: Annotated[str | None, Form(description="Source CRS if the file has none, e.g. EPSG:9217.")] = None,
         encoding: Annotated[str | None, Form(description="Text encoding if not UTF-8, e.g. cp1258.")] = None,
         repair: Annotated[bool, Form(description="Repair invalid geometries instead of refusing.")] = False,
+        skip_invalid: Annotated[
+            bool,
+            Form(
+                description="Leave out features whose geometry cannot be stored (missing, of another type, "
+                "unreadable, invalid and not repaired); the report counts them and lists the first 100."
+            ),
+        ] = False,
         prefer: Annotated[str | None, Header(description="respond-async, wait=N (RFC 7240)")] = None,
     ) -> Any:
-        if not IDENTIFIER_PATTERN.match(layer_id):
-            raise InvalidInputError(f"'{layer_id}' is not a valid layer id (lowercase letters, digits, _)")
+        if not IDENTIFIER_PATTERN.fullmatch(layer_id):  # match() would let "abc\n" through "$"
+            raise InvalidInputError(
+                f"{layer_id[:60]!r} is not a valid layer id (a lowercase letter, then up to 40 lowercase letters, "
+                "digits and _)"
+            )
         jobs = jobs_of(request)
         job_id, upload = _received(jobs, file)
 
@@ -146,6 +156,7 @@ def admin_router() -> APIRouter:
                 mode=mode,
                 options=options,
                 repair=repair,
+                skip_invalid=skip_invalid,
                 on_inspected=progress.inspected,
                 progress=progress.advance,
             )

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -60,10 +61,10 @@ def _friendly(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except TwinError as exc:
-            console.print(f"[red]error:[/red] {exc.detail}", highlight=False)
+            console.print(f"[red]error:[/red] {escape(exc.detail)}", highlight=False)
             raise typer.Exit(1) from None
         except ValidationError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return run  # type: ignore[return-value]
@@ -159,7 +160,16 @@ def import_command(
     source_layer: Annotated[str | None, typer.Option(help="Layer inside the file (GeoPackage, KML).")] = None,
     lon_field: Annotated[str | None, typer.Option(help="CSV column holding longitude (or x).")] = None,
     lat_field: Annotated[str | None, typer.Option(help="CSV column holding latitude (or y).")] = None,
-    repair: Annotated[bool, typer.Option(help="Repair invalid geometries instead of refusing the file.")] = False,
+    repair: Annotated[
+        bool, typer.Option(help="Repair invalid geometries (make_valid) instead of refusing the file.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            help="Leave out the features whose geometry cannot be stored (missing, of another type, "
+            "unreadable, invalid and not repaired), and list them, instead of refusing the file."
+        ),
+    ] = False,
     title: Annotated[str | None, typer.Option(help="Title of a layer created by this import.")] = None,
     kind: Annotated[LayerKind, typer.Option(help="Kind of a layer created by this import.")] = LayerKind.GENERIC,
     create: Annotated[bool, typer.Option(help="Create the layer from the file's columns if it does not exist.")] = True,
@@ -170,7 +180,16 @@ def import_command(
     )
     with _open_store() as store:
         report = _import_with_progress(
-            store, file, layer, mode=mode, options=options, repair=repair, title=title, kind=kind, create=create
+            store,
+            file,
+            layer,
+            mode=mode,
+            options=options,
+            repair=repair,
+            skip_invalid=skip_invalid,
+            title=title,
+            kind=kind,
+            create=create,
         )
     _print_report(report)
 
@@ -200,6 +219,12 @@ def _print_report(report: ImportReport, label: str | None = None) -> None:
     typer.echo(
         f"{name}: {report.inserted:,} features {action}{replaced} from {report.source_crs} in {report.seconds:.1f} s"
     )
+    if report.skipped:
+        typer.echo(f"{report.skipped:,} features left out for their geometry:")
+        for skip in report.skipped_features:
+            typer.echo(f"  feature {skip.feature}: {skip.reason}")
+        if report.skipped > len(report.skipped_features):
+            typer.echo(f"  … and {report.skipped - len(report.skipped_features):,} more")
 
 
 @app.command("export")

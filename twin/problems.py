@@ -25,6 +25,7 @@ from layers.errors import (
     ForbiddenError,
     InvalidInputError,
     NotFoundError,
+    PayloadTooLargeError,
     PreconditionFailedError,
     TwinError,
     UnavailableError,
@@ -37,7 +38,8 @@ PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
-STATUS_BY_ERROR: dict[type[TwinError], int] = {
+STATUS_BY_ERROR: dict[type[TwinError], int] = {  # the first class an error is an instance of decides
+    PayloadTooLargeError: 413,
     InvalidInputError: 400,
     ForbiddenError: 403,
     NotFoundError: 404,
@@ -118,7 +120,21 @@ def problem(
         body["request_id"] = request_id
     body.update({k: v for k, v in extra.items() if v is not None})
     headers = {REQUEST_ID_HEADER: request_id} if request_id else None
-    return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(
+        _printable(jsonable_encoder(body)), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _printable(value: Any) -> Any:
+    """The document with any lone surrogate (from a JSON body's "\ud800") written as its escape: the
+    answer is encoded as UTF-8, which has no surrogates, and must not fail on the text it quotes."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
 
 
 async def _twin_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ into ones that name the file.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +102,13 @@ def _check_readable(path: Path) -> None:
 def inspect_source(path: Path, options: ReadOptions = ReadOptions()) -> SourceInfo:
     """What the file holds, read from its header (and a count of its features)."""
     _check_readable(path)
+    if options.encoding is not None:
+        try:
+            codecs.lookup(options.encoding)
+        except LookupError:
+            raise InvalidInputError(
+                f"encoding: {options.encoding[:40]!r} is not a text encoding Python knows (e.g. cp1258, latin-1)"
+            ) from None
     try:
         info = pyogrio.read_info(
             path,

@@ -187,14 +187,15 @@ def property_names(layer: LayerDefinition, wanted: Sequence[str] | None) -> list
     declared = [f.name for f in layer.fields]
     if wanted is None:
         return declared
-    unknown = [n for n in wanted if n not in declared]
+    unknown = [n for n in wanted if layer.field(n) is None]
     if unknown:
         raise InvalidInputError(
             f"unknown propert{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))} "
             f"for layer '{layer.id}'",
             layer=layer.id,
         )
-    return [n for n in declared if n in wanted]
+    chosen = {layer.field(n).name for n in wanted}  # type: ignore[union-attr]
+    return [n for n in declared if n in chosen]
 
 
 def sort_field_names(layer: LayerDefinition, sort: Sequence[SortKey]) -> list[str]:
@@ -203,7 +204,7 @@ def sort_field_names(layer: LayerDefinition, sort: Sequence[SortKey]) -> list[st
         raise InvalidInputError(
             f"layer '{layer.id}' has no field {', '.join(map(repr, unknown))} to sort on", layer=layer.id
         )
-    return [key.field for key in sort]
+    return [layer.field(key.field).name for key in sort]  # type: ignore[union-attr]
 
 
 def feature_columns(

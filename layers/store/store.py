@@ -260,9 +260,10 @@ class LayerStore:
         """How many matching features hold each value of ``field`` (None for no value): one GROUP BY."""
         with self._read() as conn:
             tables = self.registry.tables(conn, layer_id)
-            if tables.definition.field(field) is None:
+            found = tables.definition.field(field)
+            if found is None:
                 raise InvalidInputError(f"layer '{layer_id}' has no field '{field}'", layer=layer_id, field=field)
-            column = tables.current.c[field]
+            column = tables.current.c[found.name]
             stmt = (
                 sa.select(column, sa.func.count()).where(*where_clauses(self.backend, tables, query)).group_by(column)
             )

@@ -1,14 +1,14 @@
 // Find an address point, a parcel or a ward by text, diacritics-insensitive ("quy nhon" finds "Quy Nhơn").
 //
-// The server's CQL2 has no ACCENTI()/CASEI() yet, so: wards (a few dozen) are matched here against their
-// folded names; address points are asked with LIKE patterns whose accentable letters are wildcards
-// (`likePatterns`), then checked again here; parcels are found by "thửa N tờ M" or "N/M".
+// Wards (a few dozen) are matched here against their folded names; address points are asked of the
+// server with CQL2's ACCENTI(CASEI(…)) LIKE, which folds marks, đ and case in the database (both
+// SpatiaLite and PostGIS); parcels are found by "thửa N tờ M" or "N/M".
 import { allItems, Feature, items } from '../api';
-import { combine, literal } from '../cql2';
+import { literal } from '../cql2';
 import { h } from '../dom';
 import { t } from '../i18n';
 import type { Readiness } from '../readiness';
-import { fold, likePatterns } from '../text';
+import { fold, likeEscape } from '../text';
 import type { TwinMap } from '../twinmap';
 import { zoomToFeature } from './table';
 
@@ -48,7 +48,7 @@ export class SearchBox {
     const layers = new Set(this.twin.infos.map((i) => i.collection.id));
     const parts = await Promise.all([
       layers.has('wards') ? this.searchWards(q) : [],
-      layers.has('address_points') ? this.searchAddresses(query, q) : [],
+      layers.has('address_points') ? this.searchAddresses(query) : [],
       layers.has('parcels') ? this.searchParcels(q) : [],
     ]);
     if (seq !== this.seq) return [];
@@ -76,13 +76,13 @@ export class SearchBox {
       .map((f) => ({ layer: 'wards', label: `${f.properties.ward_type ?? ''} ${f.properties.name}`.trim(), feature: f }));
   }
 
-  private async searchAddresses(raw: string, q: string): Promise<Hit[]> {
-    const patterns = likePatterns(raw);
-    if (!patterns.length) return [];
-    const filter = combine(patterns.map((p) => `full_address LIKE ${literal(p)}`), 'OR');
-    const page = await items('address_points', { filter, limit: 200 }).catch(() => null);
+  private async searchAddresses(raw: string): Promise<Hit[]> {
+    const words = raw.trim().split(/\s+/).filter(Boolean).map(likeEscape);
+    if (!words.length) return [];
+    const pattern = literal(`%${words.join('%')}%`);
+    const filter = `ACCENTI(CASEI(full_address)) LIKE ACCENTI(CASEI(${pattern}))`;
+    const page = await items('address_points', { filter, limit: 10 }).catch(() => null);
     return (page?.features ?? [])
-      .filter((f) => fold(String(f.properties.full_address ?? '')).includes(q))
       .slice(0, 10)
       .map((f) => ({ layer: 'address_points', label: String(f.properties.full_address), feature: f }));
   }

@@ -155,6 +155,8 @@ def test_import_over_http(client: TestClient) -> None:
         "archived": 0,
         "source_crs": "EPSG:4326",
         "seconds": 0,
+        "skipped": 0,
+        "skipped_features": [],
     }
     bad = b"ten,so_nha,lon,lat\nA,1,109.2,13.7\nB,hai,109.2,13.7\n"
     body = assert_problem(

@@ -11,9 +11,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pyogrio
 import pytest
 import shapely
+from fastapi.testclient import TestClient
 
 from layers.errors import InvalidInputError
 from layers.features import FeatureQuery
@@ -21,6 +23,8 @@ from layers.io.importer import import_file
 from layers.io.sources import ReadOptions
 from layers.store import LayerStore
 from ogc.params import parse_filter
+from twin.app import create_app
+from twin.settings import TwinSettings
 
 FIXTURES = Path(pyogrio.__file__).parent / "tests" / "fixtures"
 NATURAL_EARTH = FIXTURES / "naturalearth_lowres" / "naturalearth_lowres.shp"
@@ -145,3 +149,31 @@ def test_an_unknown_encoding_and_too_many_fields_are_refused_by_name(store: Laye
     with pytest.raises(InvalidInputError, match="1,500 fields; a layer may have at most 1,000"):
         import_file(store, wide, "wide")
     assert "wide" not in {layer.id for layer in store.list_layers()}
+
+
+def test_http_imports_refuse_by_name_and_never_show_a_server_path(store: LayerStore, tmp_path: Path) -> None:
+    extract = _osm_extract(tmp_path)
+    data = tmp_path / "var"
+    app = create_app(TwinSettings(data_dir=data, api_keys=["k"]), store=store)
+    key = {"X-API-Key": "k"}
+    with TestClient(app) as client:
+
+        def send(layer: str, name: str, content: bytes, **form: str) -> httpx.Response:
+            return client.post(f"/admin/layers/{layer}/import", files={"file": (name, content)}, data=form, headers=key)
+
+        refused = send("osm", "osm.gpkg", extract.read_bytes())
+        assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"].startswith("osm.gpkg: feature 1: invalid geometry: a ring with 2 points")
+        skipped = send("osm", "osm.gpkg", extract.read_bytes(), skip_invalid="true")
+        assert skipped.status_code == 200, skipped.text
+        assert skipped.json()["skipped_features"] == [
+            {"feature": 1, "reason": "invalid geometry: a ring with 2 points"}
+        ]
+        for answer in (
+            send("bad%0A", "a.geojson", b"{}"),
+            send("ne", "ne.geojson", b'{"type": "FeatureCollection"', encoding="no-such-codec"),
+            send("junk", "junk.gpkg", b"not a geopackage at all"),
+        ):
+            assert answer.status_code == 400, answer.text
+            assert str(data) not in answer.text and str(tmp_path) not in answer.text, answer.text
+        assert "is not a valid layer id" in send("bad%0A", "a.geojson", b"{}").json()["detail"]

@@ -118,7 +118,7 @@ def inspect_source(path: Path, options: ReadOptions = ReadOptions()) -> SourceIn
             **_gdal_options(path, options, typed=True),
         )
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-        raise InvalidInputError(f"{path.name}: cannot read the file ({_gdal_reason(exc)})") from exc
+        raise InvalidInputError(f"{path.name}: cannot read the file ({_gdal_reason(exc, path)})") from exc
     if not info.get("geometry_type"):
         raise InvalidInputError(
             f"{path.name}: no geometry found; a CSV needs lon/lat (or x/y, or WKT) columns "
@@ -173,7 +173,7 @@ def _read_arrow(
         ) as (meta, reader):
             yield meta, reader
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
-        raise InvalidInputError(f"{path.name}: cannot read the file ({_gdal_reason(exc)})") from exc
+        raise InvalidInputError(f"{path.name}: cannot read the file ({_gdal_reason(exc, path)})") from exc
 
 
 def _needs_decoding(options: ReadOptions) -> bool:
@@ -263,7 +263,7 @@ def _read_error(path: Path, exc: Exception) -> str:
     text = str(exc)
     if isinstance(exc, UnicodeDecodeError) or "utf" in text.lower():
         return f"{path.name}: text is not valid UTF-8 ({text.splitlines()[0]}); give the file's encoding, e.g. cp1258"
-    return f"{path.name}: cannot read the file ({text.splitlines()[0] if text else type(exc).__name__})"
+    return f"{path.name}: cannot read the file ({_gdal_reason(exc, path)})"
 
 
 def _geometry_column(schema: pa.Schema) -> str:
@@ -299,7 +299,11 @@ def _geometry_type(gdal_type: str, driver: str) -> GeometryType:
     return found
 
 
-def _gdal_reason(exc: Exception) -> str:
-    """GDAL's message without the absolute path it usually starts with."""
+def _gdal_reason(exc: Exception, path: Path) -> str:
+    """GDAL's message about ``path`` with the file's name for its path: where the server keeps an
+    upload is none of the client's business. GDAL's advice on driver prefixes goes too."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = text.split("; It might help to specify the correct driver", 1)[0]
+    for spelling in (str(path), str(path.resolve())):
+        text = text.replace(spelling, path.name)
     return text.split(": ", 1)[-1] if text.startswith("/") else text

@@ -91,6 +91,11 @@ def test_landing_conformance_and_collections(client: TestClient) -> None:
         f"{spec}cql2/1.0/conf/basic-spatial-functions",
         f"{spec}cql2/1.0/conf/spatial-functions",
         f"{spec}cql2/1.0/conf/temporal-functions",
+        f"{spec}cql2/1.0/conf/basic-spatial-functions-plus",
+        f"{spec}cql2/1.0/conf/case-insensitive-comparison",
+        f"{spec}cql2/1.0/conf/accent-insensitive-comparison",
+        f"{spec}cql2/1.0/conf/property-property",
+        f"{spec}cql2/1.0/conf/arithmetic",
         f"{spec}ogcapi-records-1/1.0/conf/sorting",
         f"{spec}ogcapi-features-4/1.0/conf/create-replace-delete",
         f"{spec}ogcapi-features-4/1.0/conf/update",
@@ -280,7 +285,8 @@ def test_create_read_replace_patch_delete(writer: TestClient, populated: LayerSt
         (new_light(power_w="lots"), "field 'power_w' expects an integer"),
         (new_light(colour="red"), "unknown property 'colour'"),
         ({"type": "FeatureCollection", "features": []}, "must be a GeoJSON Feature"),
-        ({**new_light(), "geometry": {"type": "Point"}}, "geometry: not a GeoJSON geometry"),
+        ({**new_light(), "geometry": {"type": "Point"}}, "geometry: not a GeoJSON Point"),
+        ({**new_light(), "geometry": {"type": "Circle", "coordinates": [109, 13]}}, "'Circle' is not a GeoJSON"),
     ],
 )
 def test_invalid_writes_name_the_problem(writer: TestClient, body: dict[str, object], detail: str) -> None:

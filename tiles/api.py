@@ -16,6 +16,7 @@ the tile holds nothing, 304 when the client's ``If-None-Match`` still holds.
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -25,7 +26,7 @@ from layers.model import LayerDefinition
 from layers.store import LayerStore
 from ogc.links import link
 from tiles.grid import SUPPORTED, TileAddress, parse_address, tile_matrix_set
-from tiles.service import LayerScope, TileRequest, TileService, layers_extent, property_list
+from tiles.service import LayerScope, TileRequest, TileService, check_properties, layers_extent, property_list
 from tiles.styles import MVT, style_document, tilejson
 
 JSON = "application/json"
@@ -141,8 +142,7 @@ class TilesAPI:
             layer = store.get_layer(collectionId)
             tile_matrix_set(tileMatrixSetId)
             url = f"{_base(request)}/collections/{layer.id}/tiles/{tileMatrixSetId}/{{z}}/{{y}}/{{x}}"
-            if properties:
-                url += f"?properties={properties}"
+            url += _properties_query("?", [layer], properties)
             return tilejson(layer.id, url, [layer], store.spatial_extent(layer.id), layer.title)
 
         @self.router.get(
@@ -193,8 +193,7 @@ class TilesAPI:
             tile_matrix_set(tileMatrixSetId)
             layers = _chosen(store, collections)
             query = f"?collections={','.join(layer.id for layer in layers)}"
-            if properties:
-                query += f"&properties={properties}"
+            query += _properties_query("&", layers, properties)
             url = f"{_base(request)}/tiles/{tileMatrixSetId}/{{z}}/{{y}}/{{x}}{query}"
             return tilejson("twin", url, layers, layers_extent(store, layers))
 
@@ -353,6 +352,14 @@ def _only(request: Request, allowed: set[str]) -> None:
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
             f"this resource takes {', '.join(sorted(allowed))}"
         )
+
+
+def _properties_query(sep: str, layers: list[LayerDefinition], properties: str | None) -> str:
+    """The ``properties`` parameter a TileJSON's tile URLs carry: checked, and spelt as the tiles' cache key
+    is (sorted, each once), so that every client of the TileJSON asks for the same cached tiles."""
+    wanted = property_list(properties)
+    check_properties(layers, wanted)
+    return "" if wanted is None else f"{sep}properties={quote(','.join(wanted), safe=',')}"
 
 
 def _ids(collections: str | None) -> tuple[str, ...] | None:

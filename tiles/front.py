@@ -7,9 +7,10 @@ costs, and about a tenth of building a dense one. So this ASGI middleware
 recognises a layer's vector-tile URL and answers it itself: from
 ``TileService.cached`` when it can (no database, no thread), else from
 ``TileService.tile`` in a worker thread. Anything else — an unusual parameter,
-a tile whose build fails (a layer that does not exist, a zoom out of range) —
-goes on to the routes, which answer exactly as they would have, errors
-included.
+a tile whose build fails (a layer that does not exist, a zoom out of range, a
+property the layer lacks) — goes on to the routes, which answer exactly as
+they would have, errors included. Both read ``properties`` with
+``property_list``, so a tile has one cache key whichever of them answers.
 """
 
 from __future__ import annotations
@@ -61,8 +62,7 @@ class TileFront:
         if store is None:
             return False
         layer_id = unquote(match.group(1))
-        properties = next((value for _, value in query), None)
-        wanted = property_list(properties)
+        wanted = property_list(dict(query).get("properties"))  # the last one, as the route takes it
         z, row, col = int(match.group(3)), int(match.group(4)), int(match.group(5))
         layer_scope = self.scope_hook(Request(scope), layer_id)
         request = TileRequest(TileAddress(match.group(2), z, col, row), (layer_id,), wanted, (layer_scope,))

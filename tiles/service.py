@@ -37,7 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from layers.errors import NotFoundError, TwinError
+from layers.errors import InvalidInputError, NotFoundError, TwinError
 from layers.features import Condition
 from layers.model import LayerDefinition
 from layers.store import DataVersions, LayerStore
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 #: How often each process reads every layer's version to catch writes the shared counter cannot see.
 RECHECK_SECONDS = 1.0
 
+#: How many of the known property names an error about an unknown one spells out (its ``known`` member has all).
+MAX_NAMES_SHOWN = 30
+
 
 @dataclass(frozen=True, slots=True)
 class LayerScope:
@@ -63,7 +66,10 @@ class LayerScope:
 
 @dataclass(frozen=True, slots=True)
 class TileRequest:
-    """A tile of some layers, with the properties and reader scopes asked for."""
+    """A tile of some layers, with the properties and reader scopes asked for.
+
+    ``properties`` come as ``property_list`` gives them, sorted and each once: every spelling
+    of one set of names is then one cache key, and the tile is built once for all of them."""
 
     address: TileAddress
     layer_ids: tuple[str, ...]
@@ -175,6 +181,7 @@ class TileService:
         """The requested layers that are drawn at this zoom, each with its reader scope; ``catalog``
         is the catalog version known to be current, if any (see ``LayerStore.get_layer``)."""
         layers = [store.get_layer(layer_id, catalog=catalog) for layer_id in request.layer_ids]
+        check_properties(layers, request.properties)
         scopes = list(request.scopes or [LayerScope()] * len(layers))
         shown = [
             (layer, scope)
@@ -238,9 +245,33 @@ class TileService:
 
 
 def property_list(text: str | None) -> tuple[str, ...] | None:
-    """A ``properties=a,b`` parameter as names; None (every property) when absent or empty."""
-    names = tuple(p.strip() for p in text.split(",") if p.strip()) if text else ()
-    return names or None
+    """A ``properties=a,b`` parameter as names, sorted and each once (empty items left out), so that
+    ``b,a,a`` and ``a,b`` are one cache key; the order is no loss, as a tile lists a layer's fields
+    in the layer's own order. None (every property) when absent or empty."""
+    names = sorted({p.strip() for p in text.split(",")} - {""}) if text else []
+    return tuple(names) or None
+
+
+def check_properties(layers: Sequence[LayerDefinition], properties: Sequence[str] | None) -> None:
+    """Refuse a property that none of ``layers`` has: a misspelt name would otherwise be left out of
+    the tile without a word. In a tile of several layers a name only some of them have is fine (``_own``)."""
+    if properties is None:
+        return
+    unknown = [name for name in properties if all(layer.field(name) is None for layer in layers)]
+    if not unknown:
+        return
+    known = list(dict.fromkeys(field.name for layer in layers for field in layer.fields))
+    shown = ", ".join(known[:MAX_NAMES_SHOWN]) or "none"
+    if len(known) > MAX_NAMES_SHOWN:
+        shown += f" and {len(known) - MAX_NAMES_SHOWN} more"
+    ids = ", ".join(f"'{layer.id}'" for layer in layers)
+    whose = f"layer {ids}; its" if len(layers) == 1 else f"layers {ids}; their"
+    raise InvalidInputError(
+        f"unknown propert{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))} "
+        f"for {whose} properties are: {shown}",
+        unknown=unknown,
+        known=known,
+    )
 
 
 def _meets(a: Box, b: Box) -> bool:

@@ -50,6 +50,12 @@ class PreconditionFailedError(TwinError):
     title = "Precondition failed"
 
 
+class UnauthorizedError(TwinError):
+    """No valid credential, where one is needed: a missing, unknown, expired or revoked key, a bad token."""
+
+    title = "Unauthorized"
+
+
 class ForbiddenError(TwinError):
     """The principal may not do this."""
 

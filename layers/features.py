@@ -15,6 +15,7 @@ from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
+from layers.access import AreaMask
 from layers.errors import InvalidInputError
 from layers.model import LayerDefinition
 
@@ -145,6 +146,8 @@ class FeatureQuery:
     after_values: Sequence[Any] | None = None
     #: A CQL2 filter in its standard JSON form (``{"op": ..., "args": [...]}``).
     filter: Mapping[str, Any] | None = None
+    #: Only features whose geometry meets this area: a reader's scope (set by the store, from a ``Scope``).
+    mask: AreaMask | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 0:

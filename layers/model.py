@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from layers.access import LayerAccess
+
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,40}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER)]
 #: A field keeps the spelling of the column it came from (``NAME``, ``POP_EST``) when that is a plain
@@ -82,6 +84,11 @@ class FieldDefinition(BaseModel):
     description: str | None = None
     required: bool = False
     choices: list[str] | None = Field(default=None, description="Allowed values of a categorical string field.")
+    sensitive: bool = Field(
+        default=False,
+        description="Readable only by the roles the layer's access.sensitive names (and admin): absent, not "
+        "blanked, from every answer to anyone else.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FieldDefinition:
@@ -124,6 +131,9 @@ class LayerDefinition(BaseModel):
     end_time_field: str | None = Field(default=None, description="End of the feature's time interval, if it has one.")
     source_crs: str = Field(default="EPSG:4326", description="CRS of the data as delivered.")
     style: StyleHints = Field(default_factory=StyleHints)
+    access: LayerAccess = Field(
+        default_factory=LayerAccess, description="Who may read, write and administer it; not public unless it says."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> LayerDefinition:
@@ -179,6 +189,7 @@ class LayerPatch(BaseModel):
     time_field: str | None = None
     end_time_field: str | None = None
     style: StyleHints | None = None
+    access: LayerAccess | None = None
     add_fields: list[FieldDefinition] = Field(default_factory=list)
     rename_fields: dict[FieldName, FieldName] = Field(default_factory=dict)
     drop_fields: list[FieldName] = Field(default_factory=list)
@@ -186,7 +197,7 @@ class LayerPatch(BaseModel):
     def apply(self, layer: LayerDefinition) -> LayerDefinition:
         """Return the definition after this change, validated as a whole."""
         data: dict[str, Any] = layer.model_dump()
-        for key in ("title", "description", "kind", "time_field", "end_time_field", "style"):
+        for key in ("title", "description", "kind", "time_field", "end_time_field", "style", "access"):
             if key in self.model_fields_set:
                 value = getattr(self, key)
                 data[key] = value.model_dump() if isinstance(value, BaseModel) else value

@@ -20,7 +20,7 @@ from layers.errors import InvalidInputError, NotFoundError
 from layers.features import Condition, FeaturePage, FeatureQuery, Op, SortKey
 from layers.filter_limits import FilterLimits
 from layers.model import LayerDefinition
-from layers.store import LayerStore
+from layers.store import Reader
 from ogc import html
 from ogc.crs import CONFORMANCE as CRS_CONFORMANCE
 from ogc.crs import CRS84, SUPPORTED, parse_crs
@@ -128,7 +128,7 @@ class FeaturesAPI:
 
     def __init__(
         self,
-        get_store: Callable[..., LayerStore | Awaitable[LayerStore]],
+        get_store: Callable[..., Reader | Awaitable[Reader]],
         title: str,
         description: str,
         extra_conformance: list[str] | None = None,
@@ -143,7 +143,7 @@ class FeaturesAPI:
         self._register()
 
     def _register(self) -> None:
-        store_dep = Annotated[LayerStore, Depends(self.get_store)]
+        store_dep = Annotated[Reader, Depends(self.get_store)]
         fmt = Annotated[str | None, Query(description="Output format: json or html (default: by Accept).")]
         as_html: dict[int | str, dict[str, Any]] = {200: {"content": {HTML: {}}}}
 
@@ -358,7 +358,7 @@ class FeaturesAPI:
         assert encoded is not None
         return Response(feature_collection(encoded, members), media_type=GEOJSON, headers=headers)
 
-    def _collection(self, base: str, store: LayerStore, layer: LayerDefinition) -> dict[str, Any]:
+    def _collection(self, base: str, store: Reader, layer: LayerDefinition) -> dict[str, Any]:
         url = f"{base}/collections/{layer.id}"
         extent = store.extent(layer.id)
         document: dict[str, Any] = {

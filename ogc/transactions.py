@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from layers.errors import InvalidInputError, PayloadTooLargeError, PreconditionFailedError
 from layers.features import Feature, FeatureInput
-from layers.store import LayerStore
+from layers.store import Reader
 from ogc.geojson import GEOJSON
 from ogc.params import parse_feature_id
 
@@ -122,14 +122,14 @@ class FeatureTransactionsAPI:
     """Write routes for the items of every collection."""
 
     def __init__(
-        self, get_store: Callable[..., LayerStore | Awaitable[LayerStore]], writer: Callable[..., Any]
+        self, get_store: Callable[..., Reader | Awaitable[Reader]], writer: Callable[..., Any]
     ) -> None:
         self.get_store = get_store
         self.router = APIRouter(tags=["OGC API – Features (transactions)"], dependencies=[Depends(writer)])
         self._register()
 
     def _register(self) -> None:
-        store_dep = Annotated[LayerStore, Depends(self.get_store)]
+        store_dep = Annotated[Reader, Depends(self.get_store)]
         if_match = Annotated[str | None, Header(description="The ETag the change is based on.")]
 
         @self.router.post(

@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from layers.store import LayerStore
+from layers.store.principals import audit_table, keys_table
 from tests.pgserver import postgres_available, postgres_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,8 +62,12 @@ def postgis_url() -> Iterator[str]:
 
 
 def _empty(store: LayerStore) -> LayerStore:
+    """No layer, key or audit entry left (the PostGIS database is shared by the session's tests)."""
     for layer in store.list_layers():
         store.drop_layer(layer.id)
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(keys_table))
+        conn.execute(sa.delete(audit_table))
     return store
 
 

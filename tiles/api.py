@@ -23,10 +23,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from layers.errors import InvalidInputError, NotFoundError
 from layers.model import LayerDefinition
-from layers.store import LayerStore
+from layers.store import Reader
 from ogc.links import link
 from tiles.grid import SUPPORTED, TileAddress, parse_address, tile_matrix_set
-from tiles.service import LayerScope, TileRequest, TileService, check_properties, layers_extent, property_list
+from tiles.service import TileRequest, TileService, check_properties, layers_extent, property_list
 from tiles.styles import MVT, style_document, tilejson
 
 JSON = "application/json"
@@ -44,13 +44,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ]
 
-#: The reader's view of a layer, by layer id: a hook that access control fills in (default: everything).
-ScopeHook = Callable[[Request, str], LayerScope]
-
-
-def everything(request: Request, layer_id: str) -> LayerScope:
-    return LayerScope()
-
 
 class TileResponse(Response):
     media_type = MVT
@@ -61,15 +54,13 @@ class TilesAPI:
 
     def __init__(
         self,
-        get_store: Callable[..., LayerStore | Awaitable[LayerStore]],
+        get_store: Callable[..., Reader | Awaitable[Reader]],
         service: TileService,
-        scope: ScopeHook = everything,
         elevation: Callable[[Request], str | None] = lambda request: None,
     ) -> None:
         """``elevation`` names the raster layer (a DEM) that styles use as terrain, if there is one."""
         self.get_store = get_store
         self.service = service
-        self.scope = scope
         self.elevation = elevation
         self.router = APIRouter(tags=["OGC API – Tiles"])
         self._register()
@@ -77,7 +68,7 @@ class TilesAPI:
     # --- documents -------------------------------------------------------------
 
     def _register(self) -> None:
-        store_dep = Annotated[LayerStore, Depends(self.get_store)]
+        store_dep = Annotated[Reader, Depends(self.get_store)]
         tile_responses: dict[int | str, dict[str, Any]] = {
             200: {"content": {MVT: {"schema": {"type": "string", "format": "binary"}}}, "description": "The tile"},
             204: {"description": "The tile holds no feature"},
@@ -313,15 +304,14 @@ class TilesAPI:
     async def _serve(
         self,
         request: Request,
-        store: LayerStore,
+        store: Reader,
         address: TileAddress,
         layer_ids: tuple[str, ...],
         properties: str | None,
     ) -> Response:
         """A cached tile straight from the event loop when no write can have changed it; else built in a thread."""
         wanted = property_list(properties)
-        scopes = tuple(self.scope(request, layer_id) for layer_id in layer_ids)
-        tile_request = TileRequest(address, layer_ids, wanted, scopes)
+        tile_request = TileRequest(address, layer_ids, wanted, store.scope.key)
         tile = self.service.cached(store, tile_request)
         if tile is None:
             tile = await run_in_threadpool(self.service.tile, store, tile_request)
@@ -374,7 +364,7 @@ def _ids(collections: str | None) -> tuple[str, ...] | None:
     return ids
 
 
-def _chosen(store: LayerStore, collections: str | None) -> list[LayerDefinition]:
+def _chosen(store: Reader, collections: str | None) -> list[LayerDefinition]:
     """The layers named in ``collections`` (all when absent), each checked to exist."""
     ids = _ids(collections)
     if ids is None:

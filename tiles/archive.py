@@ -20,7 +20,7 @@ from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
 
 from layers.errors import InvalidInputError, NotFoundError
-from layers.store import LayerStore
+from layers.store import Reader
 from tiles.cache import TileCache
 from tiles.grid import MAX_ZOOM, TileAddress
 from tiles.service import TileRequest, TileService, layers_extent
@@ -39,7 +39,7 @@ class ArchiveReport:
 
 
 def export_pmtiles(
-    store: LayerStore,
+    store: Reader,
     layer_ids: Sequence[str],
     path: Path,
     minzoom: int,

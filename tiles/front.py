@@ -16,17 +16,16 @@ they would have, errors included. Both read ``properties`` with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from layers.store import LayerStore
+from layers.store import Reader
 from tiles.grid import TileAddress
-from tiles.service import LayerScope, TileRequest, TileService, property_list
+from tiles.service import TileRequest, TileService, property_list
 from tiles.styles import MVT
 
 _LAYER_TILE = re.compile(r"^/collections/([^/]+)/tiles/(WebMercatorQuad)/([0-9]{1,2})/([0-9]{1,9})/([0-9]{1,9})$")
@@ -39,13 +38,13 @@ class TileFront:
         self,
         app: ASGIApp,
         service: TileService,
-        store_of: Callable[[Any], LayerStore | None],
-        scope_hook: Callable[[Request, str], LayerScope],
+        reader_of: Callable[[Request], Awaitable[Reader | None]],
     ) -> None:
+        """``reader_of`` gives the store as the request's principal sees it (None before the store is
+        open); a credential it refuses raises, and the route then answers the refusal."""
         self.app = app
         self.service = service
-        self.store_of = store_of
-        self.scope_hook = scope_hook
+        self.reader_of = reader_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -58,14 +57,16 @@ class TileFront:
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         if any(name != "properties" for name, _ in query):
             return False  # let the route answer (or refuse) it
-        store = self.store_of(scope)
+        try:
+            store = await self.reader_of(Request(scope))
+        except Exception:
+            return False  # a credential refused: the route answers 401 as it does for every path
         if store is None:
             return False
         layer_id = unquote(match.group(1))
         wanted = property_list(dict(query).get("properties"))  # the last one, as the route takes it
         z, row, col = int(match.group(3)), int(match.group(4)), int(match.group(5))
-        layer_scope = self.scope_hook(Request(scope), layer_id)
-        request = TileRequest(TileAddress(match.group(2), z, col, row), (layer_id,), wanted, (layer_scope,))
+        request = TileRequest(TileAddress(match.group(2), z, col, row), (layer_id,), wanted, store.scope.key)
         tile = self.service.cached(store, request)
         if tile is None:
             try:

@@ -38,9 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from layers.errors import InvalidInputError, NotFoundError, TwinError
-from layers.features import Condition
 from layers.model import LayerDefinition
-from layers.store import DataVersions, LayerStore
+from layers.store import DataVersions, Reader
 from layers.store.changes import Box, union
 from layers.vectortiles import TileSpec
 from tiles.cache import CachedTile, TileCache
@@ -57,31 +56,24 @@ MAX_NAMES_SHOWN = 30
 
 
 @dataclass(frozen=True, slots=True)
-class LayerScope:
-    """What of a layer one reader may see: extra conditions, and a key naming them for the cache."""
-
-    where: tuple[Condition, ...] = ()
-    key: str = "*"
-
-
-@dataclass(frozen=True, slots=True)
 class TileRequest:
-    """A tile of some layers, with the properties and reader scopes asked for.
+    """A tile of some layers, with the properties asked for, as one kind of reader sees it.
 
     ``properties`` come as ``property_list`` gives them, sorted and each once: every spelling
-    of one set of names is then one cache key, and the tile is built once for all of them."""
+    of one set of names is then one cache key, and the tile is built once for all of them.
+    ``scope_key`` is the reader's ``Scope.key`` (its roles and area): readers who see the same
+    share a tile, and no reader is served a tile built for another kind."""
 
     address: TileAddress
     layer_ids: tuple[str, ...]
     properties: tuple[str, ...] | None = None
-    scopes: tuple[LayerScope, ...] | None = None  # one per layer id; None: everything
+    scope_key: str = "*"
 
     @property
     def key(self) -> str:
         layers = ",".join(self.layer_ids)
         properties = "*" if self.properties is None else ",".join(self.properties)
-        scopes = "*" if self.scopes is None else "|".join(scope.key for scope in self.scopes)
-        return f"{self.address.key}|{layers}|{properties}|{scopes}"
+        return f"{self.address.key}|{layers}|{properties}|{self.scope_key}"
 
 
 class TileService:
@@ -96,7 +88,7 @@ class TileService:
         self._snapshot: DataVersions | None = None
         self._confirmed_generation: int | None = None
 
-    def cached(self, store: LayerStore, request: TileRequest) -> CachedTile | None:
+    def cached(self, store: Reader, request: TileRequest) -> CachedTile | None:
         """The cached tile if no write can have changed it: no database, no waiting (safe on the event loop)."""
         generation = store.write_generation()
         if generation is None or time.monotonic() - self._confirmed_at > RECHECK_SECONDS:
@@ -106,7 +98,7 @@ class TileService:
             return None
         return entry
 
-    def tile(self, store: LayerStore, request: TileRequest) -> CachedTile:
+    def tile(self, store: Reader, request: TileRequest) -> CachedTile:
         """The tile, from the cache when it is still right, else built (blocking: run it in a thread)."""
         spec = tile_spec(request.address)
         generation = store.write_generation()  # before anything is read from the database
@@ -131,7 +123,7 @@ class TileService:
         found = store.data_versions(request.layer_ids)
         # The definitions of the catalog just read, or of a later one: a tile is never tagged newer than what drew it.
         layers = self._drawn(store, request, spec, found.catalog)
-        ids = [layer.id for layer, _ in layers]
+        ids = [layer.id for layer in layers]
         now = tuple((layer, found.layers[layer]) for layer in ids)
         cached = self.cache.get(request.key)
         fresh = cached is not None and cached.catalog == found.catalog
@@ -143,7 +135,7 @@ class TileService:
         self.cache.put(request.key, entry)
         return entry
 
-    def _confirm(self, store: LayerStore, generation: int | None) -> tuple[int, int | None]:
+    def _confirm(self, store: Reader, generation: int | None) -> tuple[int, int | None]:
         """At most every ``RECHECK_SECONDS``, read every layer's version at once; a change the shared
         counter did not announce (a writer on another machine, or one that died before counting)
         starts a new epoch, so every cached tile is checked against the database again.
@@ -175,19 +167,13 @@ class TileService:
         assert entry.gzip is not None
         return entry.gzip
 
-    def _drawn(
-        self, store: LayerStore, request: TileRequest, spec: TileSpec, catalog: int | None
-    ) -> list[tuple[LayerDefinition, LayerScope]]:
-        """The requested layers that are drawn at this zoom, each with its reader scope; ``catalog``
-        is the catalog version known to be current, if any (see ``LayerStore.get_layer``)."""
+    def _drawn(self, store: Reader, request: TileRequest, spec: TileSpec, catalog: int | None) -> list[LayerDefinition]:
+        """The requested layers that are drawn at this zoom, as the reader sees them (a layer it may
+        not read is refused); ``catalog`` is the catalog version known to be current, if any (see
+        ``LayerStore.get_layer``)."""
         layers = [store.get_layer(layer_id, catalog=catalog) for layer_id in request.layer_ids]
         check_properties(layers, request.properties)
-        scopes = list(request.scopes or [LayerScope()] * len(layers))
-        shown = [
-            (layer, scope)
-            for layer, scope in zip(layers, scopes, strict=True)
-            if layer.style.min_zoom <= spec.z <= layer.style.max_zoom
-        ]
+        shown = [layer for layer in layers if layer.style.min_zoom <= spec.z <= layer.style.max_zoom]
         if not shown:
             names = ", ".join(layer.id for layer in layers)
             raise NotFoundError(f"no layer of {names} is drawn at zoom {spec.z}")
@@ -195,10 +181,10 @@ class TileService:
 
     def _build(
         self,
-        store: LayerStore,
+        store: Reader,
         request: TileRequest,
         spec: TileSpec,
-        layers: list[tuple[LayerDefinition, LayerScope]],
+        layers: list[LayerDefinition],
         catalog: int,
         versions: tuple[tuple[str, int], ...],
         generation: int | None,
@@ -206,13 +192,8 @@ class TileService:
     ) -> CachedTile:
         single = len(request.layer_ids) == 1
         parts = [
-            store.vector_tile(
-                layer,
-                spec,
-                properties=request.properties if single else _own(layer, request.properties),
-                where=scope.where,
-            )
-            for layer, scope in layers
+            store.vector_tile(layer, spec, properties=request.properties if single else _own(layer, request.properties))
+            for layer in layers
         ]
         raw = b"".join(part.data for part in parts)
         return CachedTile(
@@ -229,7 +210,7 @@ class TileService:
         )
 
     @staticmethod
-    def _untouched(store: LayerStore, cached: CachedTile, now: tuple[tuple[str, int], ...], spec: TileSpec) -> bool:
+    def _untouched(store: Reader, cached: CachedTile, now: tuple[tuple[str, int], ...], spec: TileSpec) -> bool:
         """True if no write since the tile was built touched its box (buffer included)."""
         box = spec.lonlat_box()
         before = dict(cached.versions)
@@ -285,6 +266,6 @@ def _own(layer: LayerDefinition, properties: Sequence[str] | None) -> list[str] 
     return [name for name in properties if layer.field(name) is not None]
 
 
-def layers_extent(store: LayerStore, layers: Sequence[LayerDefinition]) -> Box | None:
+def layers_extent(store: Reader, layers: Sequence[LayerDefinition]) -> Box | None:
     """The box around the layers' features (from the store's cheap estimates), or None when all are empty."""
     return union(store.spatial_extent(layer.id) for layer in layers)

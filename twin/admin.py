@@ -7,29 +7,31 @@ new definition on its next request, with no restart. Imports run as jobs
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-import secrets
 import shutil
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Header, Request, Response, Security, UploadFile, status
-from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile, status
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import AwareDatetime, BaseModel, Field
 
-from layers.errors import ForbiddenError, InvalidInputError
+from layers.access import Role, Scope
+from layers.errors import InvalidInputError
 from layers.io.importer import ImportReport, import_file
 from layers.io.sources import ReadOptions
 from layers.model import IDENTIFIER, LayerDefinition, LayerPatch
-from layers.store import LayerStore, LoadMode
+from layers.store import LayerStore, LoadMode, ScopedReader
+from layers.store.principals import AUDIT_COLUMNS, AuditQuery
+from twin.auth import get_reader, get_scope, require_admin, require_signed_in
 from twin.jobs import ImportJobs, Job, JobProgress
 from twin.problems import PROBLEM_SCHEMA, UNAVAILABLE_SCHEMA
 from twin.settings import TwinSettings
 from twin.uploads import Upload
 
-API_KEY_HEADER = "X-API-Key"
 IDENTIFIER_PATTERN = re.compile(IDENTIFIER)
-_api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key from TWIN_API_KEYS.")
 
 
 def store_of(request: Request) -> LayerStore:
@@ -52,21 +54,6 @@ async def get_settings(request: Request) -> TwinSettings:
     return settings_of(request)
 
 
-def require_api_key(
-    settings: Annotated[TwinSettings, Depends(get_settings)],
-    key: Annotated[str | None, Security(_api_key)] = None,
-) -> str:
-    """The principal making a change. Full roles and areas come with access control."""
-    if not settings.api_keys:
-        raise ForbiddenError("changes over HTTP are disabled: no API key is configured (set TWIN_API_KEYS)")
-    if key is None:
-        raise ForbiddenError(f"this change needs an API key in the {API_KEY_HEADER} header")
-    for number, known in enumerate(settings.api_keys, start=1):
-        if secrets.compare_digest(key.encode(), known.get_secret_value().encode()):
-            return f"api-key-{number}"
-    raise ForbiddenError("the API key is not valid")
-
-
 class LayerSummary(BaseModel):
     """A layer's definition with what it holds now."""
 
@@ -74,17 +61,17 @@ class LayerSummary(BaseModel):
     feature_count: int
 
 
-StoreDep = Annotated[LayerStore, Depends(get_store)]
+StoreDep = Annotated[ScopedReader, Depends(get_reader)]
 #: The longest an import request waits for its job, whatever ``Prefer: wait`` asks.
 MAX_WAIT_S = 60.0
-ERRORS = {**{code: PROBLEM_SCHEMA for code in (400, 403, 404, 409)}, 503: UNAVAILABLE_SCHEMA}
+ERRORS = {**{code: PROBLEM_SCHEMA for code in (400, 401, 403, 404, 409)}, 503: UNAVAILABLE_SCHEMA}
 
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/layers", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
-    writer = [Depends(require_api_key)]
+    writer = [Depends(require_signed_in)]
 
-    @router.get("", summary="List layers")
+    @router.get("", summary="List layers (those the principal may read)")
     def list_layers(store: StoreDep) -> list[LayerDefinition]:
         return store.list_layers()
 
@@ -180,7 +167,7 @@ def jobs_router() -> APIRouter:
     """Status documents of import jobs, served by every worker (see ``twin.jobs``)."""
     router = APIRouter(prefix="/admin/jobs", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
 
-    @router.get("/{job_id}", dependencies=[Depends(require_api_key)], summary="The status of an import job")
+    @router.get("/{job_id}", dependencies=[Depends(require_signed_in)], summary="The status of an import job")
     def import_job(request: Request, job_id: str) -> JSONResponse:
         document = jobs_of(request).board.read(job_id)
         return JSONResponse(_status_view(document, str(request.url_for("import_job", job_id=job_id))))
@@ -229,3 +216,116 @@ def _preference(prefer: str | None, default_wait_s: float) -> tuple[bool, float]
 
 def _status_view(document: dict[str, Any], url: str) -> dict[str, Any]:
     return {**document, "links": [{"href": url, "rel": "self", "type": "application/json", "title": "This job"}]}
+
+
+class NewKey(BaseModel):
+    """A key to make: its name, roles, areas (ids or names of admin_area features) and expiry."""
+
+    name: str = Field(description="Unique; letters, digits and _ . @ -", examples=["ghenh-rang-officer"])
+    roles: list[str] = Field(min_length=1, examples=[["ward_officer"]])
+    areas: list[str] = Field(default_factory=list, examples=[["Ghềnh Ráng"]])
+    expires_at: AwareDatetime | None = Field(default=None, description="When it stops working (with a time zone).")
+
+
+AdminDep = Annotated[Scope, Depends(require_admin)]
+
+
+def keys_router() -> APIRouter:
+    """API keys over HTTP, for admins: the same as ``twin keys``."""
+    router = APIRouter(prefix="/admin/keys", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
+
+    @router.get("", summary="List the API keys (never the keys themselves)")
+    def list_keys(request: Request, scope: AdminDep) -> list[dict[str, Any]]:
+        return [key.as_json() for key in store_of(request).list_keys(scope)]
+
+    @router.post(
+        "",
+        status_code=status.HTTP_201_CREATED,
+        summary="Make an API key",
+        description="The answer holds the key in `key`, shown this once: the store keeps only its hash.",
+    )
+    def add_key(request: Request, new: NewKey, scope: AdminDep) -> dict[str, Any]:
+        key, secret = store_of(request).add_key(new.name, new.roles, new.areas, new.expires_at, scope)
+        return {**key.as_json(), "key": secret}
+
+    @router.delete("/{name}", summary="Revoke an API key (it stays listed, revoked)")
+    def revoke_key(request: Request, name: str, scope: AdminDep) -> dict[str, Any]:
+        return store_of(request).revoke_key(name, scope).as_json()
+
+    return router
+
+
+#: Most audit entries one request answers.
+MAX_AUDIT_PAGE = 10_000
+
+
+def audit_router() -> APIRouter:
+    """The audit trail, for admins: filters, keyset paging, JSON or CSV."""
+    router = APIRouter(prefix="/admin/audit", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
+
+    @router.get("", summary="The audit trail: who changed what, when, from where; refused sign-ins and writes")
+    def audit(
+        request: Request,
+        scope: AdminDep,
+        principal: Annotated[str | None, Query(max_length=200)] = None,
+        action: Annotated[str | None, Query(max_length=40, examples=["feature.update"])] = None,
+        outcome: Annotated[str | None, Query(pattern="^(ok|refused)$")] = None,
+        layer: Annotated[str | None, Query(max_length=64)] = None,
+        feature: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+        since: Annotated[AwareDatetime | None, Query()] = None,
+        until: Annotated[AwareDatetime | None, Query()] = None,
+        after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Entries after this id")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_PAGE)] = 100,
+        f: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    ) -> Response:
+        query = AuditQuery(principal, action, outcome, layer, feature, since, until, after, limit)
+        entries = store_of(request).audit(query, scope)
+        if f == "csv":
+            return StreamingResponse(_audit_csv([e.as_json() for e in entries]), media_type="text/csv; charset=utf-8")
+        document: dict[str, Any] = {"entries": [e.as_json() for e in entries]}
+        if len(entries) == limit and entries[-1].id is not None:
+            following = {**request.query_params, "after": str(entries[-1].id)}
+            document["next"] = str(request.url.include_query_params(**following))
+        return JSONResponse(document)
+
+    return router
+
+
+def _audit_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(AUDIT_COLUMNS))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    yield out.getvalue()
+
+
+def auth_router() -> APIRouter:
+    """What the client needs to sign in and to show who is signed in."""
+    router = APIRouter(prefix="/auth", tags=["access"])
+
+    @router.get("/me", summary="Who this request is: the principal, its roles and areas, the layers it may read")
+    def me(request: Request, scope: Annotated[Scope, Depends(get_scope)]) -> dict[str, Any]:
+        layers = store_of(request).list_layers(scope)
+        return {
+            "principal": scope.principal,
+            "roles": sorted(scope.roles),
+            "areas": list(scope.areas),
+            "signed_in": scope.signed_in,
+            "admin": scope.is_admin,
+            "layers": [layer.id for layer in layers],
+        }
+
+    @router.get("/config", summary="How the planner signs in: by API key, and by the OIDC provider if configured")
+    def config(request: Request) -> dict[str, Any]:
+        settings = settings_of(request)
+        oidc = None
+        if settings.oidc_enabled and settings.oidc_authorize_url and settings.oidc_client_id:
+            oidc = {
+                "issuer": settings.oidc_issuer,
+                "authorization_endpoint": settings.oidc_authorize_url,
+                "client_id": settings.oidc_client_id,
+            }
+        return {"api_key": True, "oidc": oidc, "roles": [r.value for r in Role]}
+
+    return router

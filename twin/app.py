@@ -6,10 +6,11 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
@@ -17,20 +18,30 @@ from layers.errors import TwinError, UnavailableError
 from layers.mvtpoints import compile_encoder
 from layers.rasters import RasterCatalog, RasterKind
 from layers.signal import SharedCounter
-from layers.store import LayerStore
+from layers.store import LayerStore, ScopedReader
 from layers.store.postgis_tiles import compile_readers
 from ogc.features import OPENAPI_30, FeaturesAPI
 from ogc.openapi import with_collections
 from ogc.transactions import CONFORMANCE as TRANSACTIONS
 from ogc.transactions import FeatureTransactionsAPI
 from tiles.api import CONFORMANCE as TILES
-from tiles.api import TilesAPI, everything
+from tiles.api import TilesAPI
 from tiles.cache import TileCache
 from tiles.front import TileFront
 from tiles.raster import RasterTilesAPI
 from tiles.service import TileService
 from twin import __version__
-from twin.admin import admin_router, get_store, jobs_router, require_api_key, settings_of, store_of
+from twin.admin import (
+    admin_router,
+    audit_router,
+    auth_router,
+    jobs_router,
+    keys_router,
+    settings_of,
+    store_of,
+)
+from twin.auth import Authenticator, get_reader, reader_for, require_signed_in, resolve_scope
+from twin.gate import AccessGate, SecurityHeaders
 from twin.jobs import ImportJobs, JobBoard
 from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, UNAVAILABLE_SCHEMA, install_problem_handlers
@@ -87,6 +98,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
         responses={500: PROBLEM_SCHEMA},  # type: ignore[dict-item]
     )
     app.state.settings = settings
+    app.state.authenticator = Authenticator(settings)
     app.state.jobs = ImportJobs(JobBoard(settings.data_dir), settings.import_jobs)
     if store is not None:
         app.state.store = store
@@ -94,23 +106,43 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     # (inside the request-id middleware that install_problem_handlers adds around everything).
     tile_cache = TileCache(settings.tile_cache_mb * 2**20, settings.tile_cache_dir)
     app.state.tiles = TileService(tile_cache)
-    app.add_middleware(TileFront, service=app.state.tiles, store_of=_store_in_scope, scope_hook=everything)
+    app.add_middleware(TileFront, service=app.state.tiles, reader_of=reader_for)
+    # The door: writes and admin requests are authenticated, and their bodies bounded, before routing.
+    app.add_middleware(
+        AccessGate,
+        resolve=resolve_scope,
+        max_body_bytes=settings.max_body_mb * 2**20,
+        max_upload_bytes=settings.max_upload_mb * 2**20,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-Match", "If-None-Match", "Prefer"],
+            expose_headers=["ETag", "Location", "Link", "Content-Crs", "X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
     install_problem_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    tiles_api = TilesAPI(get_store, app.state.tiles, elevation=_elevation)
+    tiles_api = TilesAPI(get_reader, app.state.tiles, elevation=_elevation)
     app.include_router(tiles_api.router, responses=ERRORS)  # type: ignore[arg-type]
     features = FeaturesAPI(
-        get_store,
+        get_reader,
         title="Twin",
         description=DESCRIPTION,
         extra_conformance=[*TRANSACTIONS, *TILES],
         filter_limits=settings.filter_limits,
     )
     app.include_router(features.router, responses=ERRORS)  # type: ignore[arg-type]
-    app.include_router(FeatureTransactionsAPI(get_store, writer=require_api_key).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
-    app.include_router(StatisticsAPI(get_store, settings.filter_limits).router, responses=ERRORS)  # type: ignore[arg-type]
+    app.include_router(FeatureTransactionsAPI(get_reader, writer=require_signed_in).router, responses=WRITE_ERRORS)  # type: ignore[arg-type]
+    app.include_router(StatisticsAPI(get_reader, settings.filter_limits).router, responses=ERRORS)  # type: ignore[arg-type]
     app.include_router(admin_router())
     app.include_router(jobs_router())
+    app.include_router(keys_router())
+    app.include_router(audit_router())
+    app.include_router(auth_router())
     rasters = RasterTilesAPI(raster_catalog, cache_bytes=settings.tile_cache_mb * 2**20 // 4)
     app.include_router(rasters.router, responses=ERRORS)  # type: ignore[arg-type]
     _add_health(app)
@@ -119,18 +151,13 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     return app
 
 
-ERRORS = {code: PROBLEM_SCHEMA for code in (400, 404)}
-WRITE_ERRORS = {**{code: PROBLEM_SCHEMA for code in (400, 403, 404, 412)}, 503: UNAVAILABLE_SCHEMA}
+ERRORS = {code: PROBLEM_SCHEMA for code in (400, 401, 403, 404)}
+WRITE_ERRORS = {**{code: PROBLEM_SCHEMA for code in (400, 401, 403, 404, 412, 413)}, 503: UNAVAILABLE_SCHEMA}
 
 
 def raster_catalog(request: Request) -> RasterCatalog:
     """The raster layers of the app's store; converted COGs go to TWIN_DATA_DIR/rasters."""
     return RasterCatalog(store_of(request).engine, settings_of(request).data_dir / "rasters")
-
-
-def _store_in_scope(scope: Any) -> LayerStore | None:
-    """The app's store, from a raw ASGI scope (None until the lifespan has opened it)."""
-    return getattr(scope["app"].state, "store", None)
 
 
 def _elevation(request: Request) -> str | None:
@@ -163,8 +190,8 @@ def _add_api_document(app: FastAPI) -> None:
         response_class=OpenAPI30Response,
         responses={200: {"content": {OPENAPI_30: {"schema": {"type": "object"}}}}},
     )
-    def api(request: Request) -> OpenAPI30Response:
-        layers = store_of(request).list_layers()
+    def api(request: Request, reader: Annotated[ScopedReader, Depends(get_reader)]) -> OpenAPI30Response:
+        layers = reader.list_layers()
         return OpenAPI30Response(with_collections(downgrade(app.openapi()), layers))
 
 

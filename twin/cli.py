@@ -8,10 +8,12 @@ imported here shows up in a running server on its next request.
 from __future__ import annotations
 
 import functools
+import getpass
 import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from layers.access import LayerAccess, Role, Scope
 from layers.errors import TwinError
 from layers.features import BBox, FeatureQuery
 from layers.io.exporter import export_layer
@@ -30,7 +33,8 @@ from layers.io.sources import ReadOptions, SourceInfo
 from layers.model import LayerDefinition, LayerKind, LayerPatch
 from layers.rasters import RasterCatalog, RasterDefinition, RasterKind
 from layers.signal import SharedCounter
-from layers.store import LayerStore, LoadMode
+from layers.store import LayerStore, LoadMode, Reader, ScopedReader
+from twin.auth import scope_of_key_named
 from twin.logconfig import configure_logging
 from twin.settings import TwinSettings
 
@@ -49,6 +53,11 @@ rasters_app = typer.Typer(
     help="Register, list and remove raster layers (GeoTIFF: DEM, orthophoto…).", no_args_is_help=True
 )
 app.add_typer(rasters_app, name="rasters")
+keys_app = typer.Typer(
+    help="API keys: make (shown once, stored hashed), list and revoke them; each has roles and areas.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,6 +77,22 @@ def _friendly(command: F) -> F:
             raise typer.Exit(1) from None
 
     return run  # type: ignore[return-value]
+
+
+def _cli_scope() -> Scope:
+    """Who acts from the command line: the system's own rights, named for the audit trail."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "?"
+    return Scope(f"cli:{user}", frozenset({Role.ADMIN.value}))
+
+
+def _as(store: LayerStore, key_name: str | None) -> Reader:
+    """The store as the holder of key ``key_name`` sees it (``--as``), or all of it."""
+    if key_name is None:
+        return ScopedReader(store, _cli_scope())
+    return ScopedReader(store, scope_of_key_named(store, key_name))
 
 
 @contextmanager
@@ -180,7 +205,7 @@ def import_command(
     )
     with _open_store() as store:
         report = _import_with_progress(
-            store,
+            _as(store, None),
             file,
             layer,
             mode=mode,
@@ -194,7 +219,7 @@ def import_command(
     _print_report(report)
 
 
-def _import_with_progress(store: LayerStore, path: Path, layer_id: str, **kwargs: Any) -> ImportReport:
+def _import_with_progress(store: Reader, path: Path, layer_id: str, **kwargs: Any) -> ImportReport:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task(f"{path.name} → {layer_id}", total=None)
@@ -233,11 +258,17 @@ def export_command(
     layer: Annotated[str, typer.Argument(help="Layer id.")],
     file: Annotated[Path, typer.Argument(help="Output file: .geojson, .gpkg or .csv (points as lon/lat columns).")],
     bbox: Annotated[str | None, typer.Option(help="Only features meeting west,south,east,north (lon/lat).")] = None,
+    as_key: Annotated[
+        str | None,
+        typer.Option(
+            "--as", metavar="KEYNAME", help="Export what the holder of this key may read (its areas, fields)."
+        ),
+    ] = None,
 ) -> None:
     """Export a layer (or the part inside a bbox) to a file, in WGS84."""
     query = FeatureQuery(bbox=_parse_bbox(bbox)) if bbox else FeatureQuery()
     with _open_store() as store:
-        count = export_layer(store, layer, file, query)
+        count = export_layer(_as(store, as_key), layer, file, query)
     typer.echo(f"{layer}: {count:,} features written to {file}")
 
 
@@ -251,6 +282,12 @@ def export_tiles(
     minzoom: Annotated[int, typer.Option(help="Lowest zoom written.")] = 10,
     maxzoom: Annotated[int, typer.Option(help="Highest zoom written (clients overzoom past it).")] = 16,
     bbox: Annotated[str | None, typer.Option(help="Only tiles meeting west,south,east,north (lon/lat).")] = None,
+    as_key: Annotated[
+        str | None,
+        typer.Option(
+            "--as", metavar="KEYNAME", help="Write what the holder of this key may read (its layers, areas, fields)."
+        ),
+    ] = None,
 ) -> None:
     """Write the layers' vector tiles for some zooms into one PMTiles file (for offline maps or a CDN).
 
@@ -259,7 +296,8 @@ def export_tiles(
     from tiles.archive import export_pmtiles
 
     area = _parse_bbox(bbox) if bbox else None
-    with _open_store() as store:
+    with _open_store() as opened:
+        store = _as(opened, as_key)
         ids = [i.strip() for i in layers.split(",") if i.strip()] if layers else [d.id for d in store.list_layers()]
         with console.status("writing tiles…") as status:
 
@@ -308,7 +346,7 @@ def create_layer(definition: Annotated[Path, typer.Argument(help="JSON file with
     """Create an empty layer from a JSON definition."""
     layer = LayerDefinition.model_validate_json(definition.read_text(encoding="utf-8"))
     with _open_store() as store:
-        store.create_layer(layer)
+        store.create_layer(layer, _cli_scope())
     typer.echo(f"{layer.id}: created")
 
 
@@ -321,7 +359,7 @@ def alter_layer(
     """Change a layer's title, style or time fields; add, rename or drop fields."""
     change = LayerPatch.model_validate_json(patch.read_text(encoding="utf-8"))
     with _open_store() as store:
-        store.alter_layer(layer, change)
+        store.alter_layer(layer, change, _cli_scope())
     typer.echo(f"{layer}: altered")
 
 
@@ -335,8 +373,152 @@ def drop_layer(
     if not yes:
         typer.confirm(f"Drop layer '{layer}' with all its features and history?", abort=True)
     with _open_store() as store:
-        store.drop_layer(layer)
+        store.drop_layer(layer, _cli_scope())
     typer.echo(f"{layer}: dropped")
+
+
+@layers_app.command("access")
+@_friendly
+def layer_access(
+    layer: Annotated[str, typer.Argument(help="Layer id.")],
+    public: Annotated[
+        bool | None, typer.Option("--public/--not-public", help="Readable by anyone, signed in or not.")
+    ] = None,
+    read: Annotated[list[str] | None, typer.Option("--read", help="A role that reads it (repeat the option).")] = None,
+    write: Annotated[list[str] | None, typer.Option("--write", help="A role that changes its features.")] = None,
+    admin: Annotated[
+        list[str] | None, typer.Option("--admin", help="A role that alters it and imports into it.")
+    ] = None,
+    sensitive: Annotated[
+        list[str] | None, typer.Option("--sensitive", help="A role that reads its sensitive fields.")
+    ] = None,
+) -> None:
+    """Show or change who may read, write and administer a layer (options given replace their list)."""
+    with _open_store() as store:
+        current = store.get_layer(layer).access
+        changes: dict[str, Any] = {
+            k: v
+            for k, v in (
+                ("public", public),
+                ("read", read),
+                ("write", write),
+                ("admin", admin),
+                ("sensitive", sensitive),
+            )
+            if v is not None
+        }
+        access = current
+        if changes:
+            access = LayerAccess.model_validate({**current.model_dump(), **changes})
+            store.alter_layer(layer, LayerPatch(access=access), _cli_scope())
+    typer.echo(json.dumps({"layer": layer, **access.model_dump(mode="json")}, ensure_ascii=False))
+
+
+@keys_app.command("add")
+@_friendly
+def add_key(
+    name: Annotated[str, typer.Argument(help="A name for the key: who or what holds it (unique).")],
+    role: Annotated[list[str], typer.Option("--role", help="admin, province, ward_officer, gis_client… (repeat).")],
+    area: Annotated[
+        list[str] | None,
+        typer.Option("--area", help="An administrative area (id, code or name in an admin_area layer); repeat."),
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option(metavar="DATE", help="When it stops working: 2027-06-30 or 2027-06-30T17:00+07:00.")
+    ] = None,
+) -> None:
+    """Make an API key. The key is the last line printed, shown this once: the store keeps only its hash."""
+    expires_at = _parse_expiry(expires) if expires else None
+    with _open_store() as store:
+        key, secret = store.add_key(name, role, area or [], expires_at, _cli_scope())
+    areas = f", areas {', '.join(key.areas)}" if key.areas else ""
+    until = f", until {key.expires_at.isoformat()}" if key.expires_at else ""
+    typer.echo(f"{key.name}: roles {', '.join(key.roles)}{areas}{until}. The key (shown once):")
+    typer.echo(secret)
+
+
+def _parse_expiry(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date (2027-06-30) or a time", param_hint="--expires") from None
+    if value.tzinfo is None:  # a bare date or time: Quy Nhơn time, as people there mean it
+        value = value.replace(tzinfo=timezone(timedelta(hours=7)))
+    return value
+
+
+@keys_app.command("list")
+@_friendly
+def list_keys() -> None:
+    """List the keys: name, first characters, roles, areas, state (never the keys)."""
+    with _open_store() as store:
+        keys = store.list_keys(_cli_scope())
+    table = Table("name", "key", "roles", "areas", "expires", "state")
+    for key in keys:
+        expiry = key.expires_at.isoformat(timespec="minutes") if key.expires_at else ""
+        table.add_row(key.name, key.prefix + "…", ", ".join(key.roles), ", ".join(key.areas), expiry, key.state())
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+@_friendly
+def revoke_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key: it stops working on every server within TWIN_AUTH_CACHE_S seconds."""
+    with _open_store() as store:
+        key = store.revoke_key(name, _cli_scope())
+    typer.echo(f"{key.name}: revoked")
+
+
+@app.command("audit")
+@_friendly
+def audit_command(
+    layer: Annotated[str | None, typer.Option(help="Only entries about this layer.")] = None,
+    principal: Annotated[str | None, typer.Option(help="Only entries by this principal (key:NAME, oidc:SUB…).")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action (feature.update, signin, key.add…).")] = None,
+    refused: Annotated[bool, typer.Option(help="Only refused sign-ins and actions.")] = False,
+    since: Annotated[str | None, typer.Option(metavar="TIME", help="Only entries from this time on.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most entries shown.")] = 100,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the entries to this CSV file.")] = None,
+) -> None:
+    """Show the audit trail: every write, import, layer and key change, and refused sign-ins."""
+    from layers.store.principals import AUDIT_COLUMNS, AuditQuery
+
+    query = AuditQuery(
+        principal=principal,
+        action=action,
+        outcome="refused" if refused else None,
+        layer_id=layer,
+        since=_parse_expiry(since) if since else None,
+        limit=limit,
+    )
+    with _open_store() as store:
+        entries = store.audit(query, _cli_scope())
+    if csv_file is not None:
+        import csv
+
+        with csv_file.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=list(AUDIT_COLUMNS))
+            writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in e.as_json().items()} for e in entries)
+        typer.echo(f"{len(entries):,} entries written to {csv_file}")
+        return
+    table = Table("at", "principal", "action", "outcome", "layer", "feature", "versions", "client", "detail")
+    for e in entries:
+        versions = (
+            "" if e.version_before is None and e.version_after is None else f"{e.version_before}→{e.version_after}"
+        )
+        table.add_row(
+            e.at.isoformat(timespec="seconds") if e.at else "",
+            escape(e.principal),
+            e.action,
+            e.outcome,
+            e.layer_id or "",
+            "" if e.feature_id is None else str(e.feature_id),
+            versions,
+            e.client or "",
+            escape(e.detail or ""),
+        )
+    Console().print(table)
 
 
 def _raster_catalog(store: LayerStore) -> RasterCatalog:

@@ -28,6 +28,7 @@ from layers.errors import (
     PayloadTooLargeError,
     PreconditionFailedError,
     TwinError,
+    UnauthorizedError,
     UnavailableError,
 )
 from twin.logconfig import request_id_var
@@ -41,6 +42,7 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 STATUS_BY_ERROR: dict[type[TwinError], int] = {  # the first class an error is an instance of decides
     PayloadTooLargeError: 413,
     InvalidInputError: 400,
+    UnauthorizedError: 401,
     ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
@@ -137,17 +139,24 @@ def _printable(value: Any) -> Any:
     return value
 
 
-async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, TwinError)
+def problem_response(request: Request, exc: TwinError) -> JSONResponse:
+    """The problem document a domain error is answered with (its status from ``STATUS_BY_ERROR``)."""
     status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(exc, cls)), 500)
     if status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc.detail)
     context = dict(exc.context)
     retry_after = context.pop("retry_after", RETRY_AFTER_S)
     response = problem(status, exc.title, exc.detail, request, **context)
+    if status == 401:  # RFC 9110: a 401 names the schemes that may succeed
+        response.headers["WWW-Authenticate"] = 'Bearer realm="twin", ApiKey realm="twin"'
     if status == 503:  # RFC 9110: how long the client should wait before it tries again
         response.headers["Retry-After"] = str(max(1, math.ceil(float(retry_after))))  # type: ignore[arg-type]
     return response
+
+
+async def _twin_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TwinError)
+    return problem_response(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -26,8 +26,28 @@ class TwinSettings(BaseSettings):
     )
     api_keys: list[SecretStr] = Field(
         default_factory=list,
-        description='API keys allowed to change layers, as a JSON list: TWIN_API_KEYS=\'["k1","k2"]\'.',
+        description='Admin API keys, as a JSON list: TWIN_API_KEYS=\'["k1","k2"]\' (other keys: `twin keys add`).',
     )
+
+    # Access (README, "Access"): OIDC bearer tokens, checked against the provider's published keys.
+    oidc_issuer: str | None = Field(default=None, description="The `iss` a token must carry; unset: no tokens.")
+    oidc_audience: str | None = Field(default=None, description="The `aud` a token must carry (Twin's client id).")
+    oidc_jwks_url: str | None = Field(default=None, description="Where the provider publishes its keys (JWKS).")
+    oidc_roles_claim: str = Field(default="roles", description="The claim (dotted path) that lists the roles.")
+    oidc_areas_claim: str = Field(default="areas", description="The claim (dotted path) that lists the areas.")
+    oidc_client_id: str | None = Field(default=None, description="The client id the planner signs in with.")
+    oidc_authorize_url: str | None = Field(default=None, description="The provider's authorization endpoint.")
+    auth_cache_s: float = Field(
+        default=5, ge=0, le=300, description="How long a worker trusts a key lookup: a revoked key stops within it."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call from a browser, e.g. '[\"https://ioc.example\"]'."
+    )
+    rate_limit_per_minute: int = Field(
+        default=0, ge=0, description="Requests per minute per key, or per address when anonymous; 0: no limit."
+    )
+    max_body_mb: int = Field(default=16, ge=1, le=1024, description="Largest JSON body of a feature write.")
+    max_upload_mb: int = Field(default=2048, ge=1, description="Largest file an HTTP import takes.")
     tile_cache_mb: int = Field(default=256, ge=0, description="Memory for encoded tiles, per worker process.")
     tile_cache_dir: Path | None = Field(
         default=None, description="Folder for a tile cache on disk, shared by the workers; unset means memory only."
@@ -90,6 +110,10 @@ class TwinSettings(BaseSettings):
         return WriteLimits(
             wait_s=self.write_wait_s, max_waiting=self.write_queue, wal_checkpoint_bytes=self.wal_checkpoint_mb * 2**20
         )
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_jwks_url)
 
     @property
     def backend_label(self) -> str:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from layers.errors import InvalidInputError
 from layers.features import FeatureQuery
 from layers.filter_limits import FilterLimits
-from layers.store import LayerStore
+from layers.store import Reader
 from ogc.params import DEFAULT_FILTER_LIMITS, parse_bbox, parse_datetime, parse_filter
 
 PARAMETERS = frozenset({"groupBy", "filter", "filter-lang", "filter-crs", "bbox", "datetime"})
@@ -29,11 +29,11 @@ class StatisticsAPI:
 
     def __init__(
         self,
-        get_store: Callable[..., LayerStore | Awaitable[LayerStore]],
+        get_store: Callable[..., Reader | Awaitable[Reader]],
         filter_limits: FilterLimits = DEFAULT_FILTER_LIMITS,
     ) -> None:
         self.router = APIRouter(tags=["Statistics"])
-        store_dep = Annotated[LayerStore, Depends(get_store)]
+        store_dep = Annotated[Reader, Depends(get_store)]
 
         @self.router.get("/collections/{collectionId}/counts", summary="Feature counts per value of a field")
         def counts(

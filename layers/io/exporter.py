@@ -19,13 +19,13 @@ import shapely
 from layers.errors import InvalidInputError
 from layers.features import Feature, FeatureQuery
 from layers.model import GeometryType, LayerDefinition
-from layers.store import LayerStore
+from layers.store import Reader
 from layers.store.tables import ARROW_TYPES
 
 FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".csv": "CSV"}
 
 
-def export_layer(store: LayerStore, layer_id: str, path: Path, query: FeatureQuery = FeatureQuery()) -> int:
+def export_layer(store: Reader, layer_id: str, path: Path, query: FeatureQuery = FeatureQuery()) -> int:
     """Write the layer's features matching ``query`` to ``path``; return how many were written."""
     driver = FORMATS.get(path.suffix.lower())
     if driver is None:

@@ -27,7 +27,7 @@ from pyproj import CRS, Transformer
 from layers.errors import InvalidInputError, NotFoundError
 from layers.io.sources import ReadOptions, SourceInfo, inspect_source, read_batches
 from layers.model import FieldDefinition, GeometryType, LayerDefinition, LayerKind, field_name_from
-from layers.store import LayerStore, LoadMode
+from layers.store import LoadMode, Reader
 from layers.validation import RowBatch, check_geometries, validate_columns
 
 _WGS84 = CRS.from_epsg(4326)
@@ -121,7 +121,7 @@ def definition_from_source(
 
 
 def import_file(
-    store: LayerStore,
+    store: Reader,
     path: Path,
     layer_id: str,
     *,

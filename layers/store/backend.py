@@ -115,6 +115,14 @@ class SpatialBackend(ABC):
         """Rows whose geometry meets one non-wrapping (w, s, e, n) box (numbers or bind parameters)."""
         return sa.and_(self.box_prefilter(table, box), sa.func.ST_Intersects(table.c.geom, self.envelope(box)))
 
+    def meets_mask(self, table: sa.Table, wkb: Any, bounds: tuple[Any, Any, Any, Any]) -> ColumnElement[bool]:
+        """Rows whose geometry meets an area mask: its WKB and its (w, s, e, n) bounds, values or bind
+        parameters (``layers.access.AreaMask``); the bounds let the spatial index choose the candidates."""
+        return sa.and_(
+            self.box_prefilter(table, bounds),
+            sa.func.ST_Intersects(table.c.geom, self.geom_from_wkb(wkb), type_=sa.Boolean) == sa.true(),
+        )
+
     def intersects_bbox(self, table: sa.Table, bbox: BBox) -> ColumnElement[bool]:
         parts = [self.box_intersects(table, box) for box in bbox.parts()]
         return parts[0] if len(parts) == 1 else sa.or_(*parts)

@@ -90,6 +90,9 @@ def prepared_page(
         params.update({f"after{i}": v for i, v in enumerate(values) if v is not None})
     if count_cap is not None:
         params["count_limit"] = count_cap + 1
+    if query.mask is not None:
+        params["scope_mask"] = query.mask.wkb
+        params.update({f"scope_{k}": v for k, v in zip("wsen", query.mask.bounds, strict=True)})
     key = (
         tables.current,
         geojson,
@@ -99,6 +102,7 @@ def prepared_page(
         len(parts),
         tuple((c.field, c.op) for c in query.where),
         count_cap is not None,
+        query.mask is not None,
     )
     with _lock:
         cached = _cache.get(key)
@@ -135,6 +139,9 @@ def _where(backend: SpatialBackend, tables: LayerTables, query: FeatureQuery, pa
         else:
             value = sa.bindparam(f"where{i}", type_=column.type)
             clauses.append(getattr(column, _COMPARISONS[condition.op])(value))
+    if query.mask is not None:
+        bounds: Any = tuple(sa.bindparam(f"scope_{k}", type_=sa.Float) for k in "wsen")
+        clauses.append(backend.meets_mask(table, sa.bindparam("scope_mask", type_=sa.LargeBinary), bounds))
     return clauses
 
 

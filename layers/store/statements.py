@@ -11,6 +11,7 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from layers.access import AreaMask
 from layers.errors import InvalidInputError
 from layers.features import Condition, Feature, FeatureQuery, Op, SortKey
 from layers.model import FieldType, LayerDefinition
@@ -153,13 +154,20 @@ def _limited(stmt: sa.Select[Any], limit: int | None) -> sa.Select[Any]:
     return stmt.limit(limit) if limit is not None else stmt
 
 
-def history_select(backend: SpatialBackend, tables: LayerTables, fid: int) -> sa.Select[Any]:
-    """Every version of one feature, oldest first: its past rows and, unless deleted, its current one."""
+def history_select(
+    backend: SpatialBackend, tables: LayerTables, fid: int, mask: AreaMask | None = None
+) -> sa.Select[Any]:
+    """Every version of one feature, oldest first: its past rows and, unless deleted, its current one.
+    With a ``mask``, only the versions whose geometry meets it."""
     names = [f.name for f in tables.definition.fields]
     past_table, live_table = tables.history, tables.current
     past = sa.select(*feature_columns(backend, past_table, names, FeatureQuery(), valid_to=past_table.c._valid_to))
     live = sa.select(*feature_columns(backend, live_table, names, FeatureQuery(), valid_to=NO_END))
-    union = sa.union_all(past.where(past_table.c.fid == fid), live.where(live_table.c.fid == fid)).subquery()
+    past, live = past.where(past_table.c.fid == fid), live.where(live_table.c.fid == fid)
+    if mask is not None:
+        past = past.where(mask_clause(backend, past_table, mask))
+        live = live.where(mask_clause(backend, live_table, mask))
+    union = sa.union_all(past, live).subquery()
     return sa.select(*union.c).order_by(union.c._version)
 
 
@@ -251,7 +259,16 @@ def _filters(
     if query.filter is not None:
         filters.append(FilterCompiler(backend, layer, table).compile(query.filter))
     filters.extend(make(table) for make in extra)
+    if query.mask is not None:
+        filters.append(mask_clause(backend, table, query.mask))
     return filters
+
+
+def mask_clause(backend: SpatialBackend, table: sa.Table, mask: AreaMask) -> ColumnElement[bool]:
+    """The reader's area: its WKB one bound parameter (one statement shape for every mask)."""
+    wkb = sa.bindparam("scope_mask", mask.wkb, type_=sa.LargeBinary, unique=True)
+    bounds = tuple(sa.bindparam(f"scope_{k}", v, type_=sa.Float, unique=True) for k, v in zip("wsen", mask.bounds))
+    return backend.meets_mask(table, wkb, bounds)  # type: ignore[arg-type]
 
 
 def condition_clause(layer: LayerDefinition, table: sa.Table, condition: Condition) -> ColumnElement[bool]:

@@ -39,8 +39,41 @@ WARD_TYPES = ["Phường", "Xã"]
 Field = dict[str, Any]
 
 
-def _field(name: str, type_: str, title: str, required: bool = True, choices: list[str] | None = None) -> Field:
-    return {"name": name, "type": type_, "title": title, "required": required, "choices": choices}
+def _field(
+    name: str,
+    type_: str,
+    title: str,
+    required: bool = True,
+    choices: list[str] | None = None,
+    sensitive: bool = False,
+) -> Field:
+    return {
+        "name": name,
+        "type": type_,
+        "title": title,
+        "required": required,
+        "choices": choices,
+        "sensitive": sensitive,
+    }
+
+
+#: Who may use each layer: the base map is public; operations layers are for signed-in roles, and the
+#: roles that act on them may change them (admin may do everything everywhere).
+SIGNED_IN = ["province", "ward_officer", "gis_client"]
+ACCESS: dict[str, dict[str, Any]] = {
+    "wards": {"public": True},
+    "address_points": {"public": True},
+    "parcels": {"public": True},
+    "roads": {"public": True},
+    "street_lights": {"read": SIGNED_IN, "write": ["province"]},
+    "drainage": {"read": SIGNED_IN, "write": ["province"]},
+    "cameras": {"read": SIGNED_IN, "write": ["province"]},
+    "sensors": {"read": SIGNED_IN, "write": ["province"]},
+    "vessels": {"read": SIGNED_IN, "write": ["province"]},
+    "vessel_tracks": {"read": SIGNED_IN},
+    # Citizen reports: the wards act on their own; the reporter's contact is for those who handle the case.
+    "incidents": {"read": SIGNED_IN, "write": ["province", "ward_officer"], "sensitive": ["province", "ward_officer"]},
+}
 
 
 def _style(
@@ -91,6 +124,7 @@ def _layer(
         "end_time_field": end_time_field,
         "source_crs": "EPSG:4326",
         "style": style,
+        "access": ACCESS[layer_id],
     }
 
 
@@ -333,6 +367,8 @@ def _incidents(inputs: SampleInputs, ward_names: list[str]) -> dict[str, Any]:
             _field("reported_at", "datetime", "Thời điểm phản ánh"),
             _field("due_at", "datetime", "Hạn xử lý"),
             _field("resolved_at", "datetime", "Thời điểm xử lý xong", required=False),
+            _field("reporter_name", "string", "Người phản ánh", required=False, sensitive=True),
+            _field("reporter_phone", "string", "Số điện thoại người phản ánh", required=False, sensitive=True),
         ],
         _style("#e6550d", "#fdae6b", opacity=0.9, radius=4.0, min_zoom=11, label_field="title", icon="alert"),
         time_field="reported_at",

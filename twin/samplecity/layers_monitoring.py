@@ -186,6 +186,7 @@ def incidents_layer(
         for c, t, s in zip(category, rng.random(count), street)
     ]
     years = (reported + LOCAL_OFFSET_S).astype("datetime64[s]").astype("datetime64[Y]").astype(int) + 1970
+    reporter, phone = _reporters(count, rng)  # drawn last: the other columns stay as they were
     sequence = np.empty(count, dtype=np.int64)
     sequence[order] = np.arange(1, count + 1)
     return LayerData(
@@ -200,9 +201,40 @@ def incidents_layer(
             "reported_at": reported.astype(float),
             "due_at": (reported + np.where(urgent, 3, 10) * DAY).astype(float),
             "resolved_at": resolved + reported,
+            "reporter_name": reporter,
+            "reporter_phone": phone,
         },
         shapely.points(lon, lat),
     )
+
+
+_FAMILY_NAMES = ("Nguyễn", "Trần", "Lê", "Phạm", "Huỳnh", "Hoàng", "Phan", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô")
+_MIDDLE_NAMES = ("Văn", "Thị", "Minh", "Quốc", "Thanh", "Ngọc", "Hữu", "Đức", "Thu", "Hoài")
+_GIVEN_NAMES = (
+    "An", "Bình", "Cường", "Dũng", "Hà", "Hải", "Hạnh", "Hoa", "Hùng", "Hương", "Khánh", "Lan",
+    "Linh", "Long", "Mai", "Nam", "Nga", "Phúc", "Quang", "Sơn", "Tâm", "Thảo", "Trang", "Tuấn", "Vy", "Yến",
+)  # fmt: skip
+
+
+def _reporters(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Fictitious reporters: a Vietnamese name and a phone number in 0900 000 000–0900 999 999, a block
+    no operator has issued; a fifth of reporters give no contact."""
+    names = np.array(
+        [
+            f"{_FAMILY_NAMES[a]} {_MIDDLE_NAMES[b]} {_GIVEN_NAMES[c]}"
+            for a, b, c in zip(
+                rng.integers(0, len(_FAMILY_NAMES), count),
+                rng.integers(0, len(_MIDDLE_NAMES), count),
+                rng.integers(0, len(_GIVEN_NAMES), count),
+            )
+        ],
+        dtype=object,
+    )
+    phones = np.array([f"0900 {n // 1000:03d} {n % 1000:03d}" for n in rng.integers(0, 1_000_000, count)], dtype=object)
+    anonymous = rng.random(count) < 0.2
+    names[anonymous] = None
+    phones[anonymous] = None
+    return names, phones
 
 
 def _title(template: str, street: str) -> str:

@@ -1,0 +1,121 @@
+"""The door: what is checked before a request is routed, so its body is never read for nothing.
+
+FastAPI reads a request's body before it resolves the route's dependencies, so a 200 MB upload
+sent without a key would be received in full before the route refused it. ``AccessGate`` runs
+first: on a write (any method but GET, HEAD and OPTIONS) and on every ``/admin`` path it
+resolves the credential — a request with none, or with one that does not check out, is answered
+401 at once — and it refuses a declared ``Content-Length`` over the route's limit (413) before a
+byte of the body is read. The scope it resolved is left in the request's state for the route.
+
+``SecurityHeaders`` adds ``X-Content-Type-Options: nosniff`` to every answer, and to HTML pages
+(the planner, the wall, the OGC HTML views) a Content-Security-Policy that lets a page load only
+from the server itself, and never be framed by another site.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from layers.access import Scope as AccessScope
+from layers.errors import PayloadTooLargeError, TwinError, UnauthorizedError
+from twin.problems import problem_response
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_IMPORT_PATH = re.compile(r"^/admin/layers/[^/]+/import$")
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; child-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class AccessGate:
+    """Authenticates writes and admin requests, and bounds their bodies, before anything reads them."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        resolve: Callable[[Request], Awaitable[AccessScope]],
+        max_body_bytes: int,
+        max_upload_bytes: int,
+    ) -> None:
+        self.app = app
+        self.resolve = resolve
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._guarded(scope):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            resolved = await self.resolve(request)
+            if not resolved.signed_in:
+                raise UnauthorizedError(
+                    "this needs a sign-in: an API key (X-API-Key or Authorization: Bearer) or an OIDC token"
+                )
+            limit = self.max_upload_bytes if _IMPORT_PATH.match(scope["path"]) else self.max_body_bytes
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise PayloadTooLargeError(
+                    f"the body is {int(declared):,} bytes; this route takes at most {limit:,}", limit=limit
+                )
+        except TwinError as exc:
+            await problem_response(request, exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["twin_scope"] = resolved
+        await self.app(scope, _bounded(receive, self.max_upload_bytes), send)
+
+    @staticmethod
+    def _guarded(scope: Scope) -> bool:
+        return scope["method"] not in READ_METHODS or scope["path"].startswith("/admin")
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """The body stream, cut off past ``limit`` bytes (a body sent without a length, chunked)."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise PayloadTooLargeError(f"the body is longer than the {limit:,} bytes this server takes")
+        return message
+
+    return bounded
+
+
+class SecurityHeaders:
+    """``nosniff`` on every answer; the CSP and frame-ancestors on HTML pages."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[Any] = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers.append((b"x-content-type-options", b"nosniff"))
+                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if content_type.startswith(b"text/html") and b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                    headers.append((b"x-frame-options", b"DENY"))
+                    headers.append((b"referrer-policy", b"same-origin"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

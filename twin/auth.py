@@ -126,8 +126,6 @@ class Authenticator:
             raise UnauthorizedError(f"the token is not valid: {exc}") from None
         roles = _strings(_claim(claims, settings.oidc_roles_claim))
         areas = _strings(_claim(claims, settings.oidc_areas_claim))
-        if not roles:
-            roles = [Role.PUBLIC.value]
         try:
             names, mask = store.area_mask(areas) if areas else ((), None)
         except InvalidInputError as exc:

@@ -37,6 +37,7 @@ class TwinSettings(BaseSettings):
     oidc_areas_claim: str = Field(default="areas", description="The claim (dotted path) that lists the areas.")
     oidc_client_id: str | None = Field(default=None, description="The client id the planner signs in with.")
     oidc_authorize_url: str | None = Field(default=None, description="The provider's authorization endpoint.")
+    oidc_token_url: str | None = Field(default=None, description="The provider's token endpoint (code + PKCE).")
     auth_cache_s: float = Field(
         default=5, ge=0, le=300, description="How long a worker trusts a key lookup: a revoked key stops within it."
     )

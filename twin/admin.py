@@ -320,7 +320,12 @@ def auth_router() -> APIRouter:
     def config(request: Request) -> dict[str, Any]:
         settings = settings_of(request)
         oidc = None
-        if settings.oidc_enabled and settings.oidc_authorize_url and settings.oidc_token_url and settings.oidc_client_id:
+        if (
+            settings.oidc_enabled
+            and settings.oidc_authorize_url
+            and settings.oidc_token_url
+            and settings.oidc_client_id
+        ):
             oidc = {
                 "issuer": settings.oidc_issuer,
                 "authorization_endpoint": settings.oidc_authorize_url,

@@ -54,6 +54,7 @@ def definition(i: int) -> LayerDefinition:
             "title": f"Lớp {i}",
             "kind": "sensor",
             "geometry_type": "Point",
+            "access": {"public": True},  # served to anyone: these measure serving, not access
             "time_field": "observed",
             "fields": [{"name": "observed", "type": "datetime"}, {"name": "value", "type": "number"}],
         }

@@ -48,6 +48,7 @@ DEFINITION = LayerDefinition.model_validate(
         "id": "points",
         "title": "Điểm",
         "geometry_type": "Point",
+        "access": {"public": True},  # served to anyone: these measure serving, not access
         "fields": [
             {"name": "name", "type": "string"},
             {"name": "category", "type": "string"},

@@ -55,6 +55,7 @@ POLYGONS = LayerDefinition.model_validate(
         "title": "Thửa đất",
         "kind": "parcel",
         "geometry_type": "Polygon",
+        "access": {"public": True},  # served to anyone: these measure serving, not access
         "fields": [{"name": "code", "type": "string"}, {"name": "height_m", "type": "number"}],
     }
 )

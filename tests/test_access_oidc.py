@@ -132,8 +132,10 @@ def test_tokens_that_do_not_check_out_are_refused_and_audited(
         "wrong issuer": _token(signing_key, iss="https://evil.test", **roles),
         "another key": _token(other_key, **roles),
         "alg none": jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": now + 60, **roles}, None, "none"),
-        "hs256 with the public key as secret": jwt.encode(
-            {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": now + 60, **roles}, "a-shared-secret-of-more-than-32-bytes", "HS256",
+        "a shared secret (HS256)": jwt.encode(
+            {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": now + 60, **roles},
+            "a-shared-secret-of-more-than-32-bytes",
+            "HS256",
             headers={"kid": "test-1"},
         ),
     }  # fmt: skip

@@ -23,6 +23,7 @@ from layers.features import FeatureInput
 from layers.io.importer import import_file
 from layers.model import LayerDefinition
 from layers.store import LayerStore, LoadMode
+from tests.signin import ADMIN_KEY, signed_in
 from twin.app import create_app
 from twin.samplecity import generate_city
 from twin.settings import TwinSettings
@@ -49,7 +50,7 @@ CHECKS = [
 
 def test_every_operation_keeps_its_promises(sample_store: LayerStore, tmp_path: Path) -> None:
     # schemathesis's pytest plugin does not run under pytest 9; its Hypothesis strategies do.
-    app = create_app(TwinSettings(data_dir=tmp_path, api_keys=["k"]), store=sample_store)
+    app = create_app(TwinSettings(data_dir=tmp_path, api_keys=["k", ADMIN_KEY]), store=sample_store)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15
@@ -119,8 +120,8 @@ def hostile_client(store: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
         )
     )
     store.insert_features("p", [FeatureInput(Point(109.2, 13.77), {"name": "Quy Nhơn", "n": 1})])
-    app = create_app(TwinSettings(data_dir=tmp_path, api_keys=["k"]), store=store)
-    with TestClient(app, raise_server_exceptions=False) as client:
+    app = create_app(TwinSettings(data_dir=tmp_path, api_keys=["k", ADMIN_KEY]), store=store)
+    with signed_in(TestClient(app, raise_server_exceptions=False)) as client:
         yield client
 
 

@@ -22,6 +22,7 @@ from layers.features import FeatureInput
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from tests.conftest import _empty, real_data
+from tests.signin import ADMIN_KEY, signed_in
 from twin.app import create_app
 from twin.settings import TwinSettings
 
@@ -67,7 +68,9 @@ def ats(store_url: str, tmp_path: Path) -> Iterator[TestClient]:
         assert done.returncode == 0, done.stdout + done.stderr
     store = LayerStore.open(store_url)
     try:
-        with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=store)) as client:
+        with signed_in(
+            TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=store))
+        ) as client:
             yield client
     finally:
         _empty(store).close()
@@ -104,7 +107,9 @@ def wards(store: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
     store.insert_features(
         "wards", [FeatureInput(Point(109.2, 13.7 + i / 100), {"ten": n}) for i, n in enumerate(names)]
     )
-    with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=store)) as client:
+    with signed_in(
+        TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=store))
+    ) as client:
         yield client
 
 

@@ -22,6 +22,7 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 
+from tests.signin import ADMIN_KEY, signed_in
 from twin.app import create_app
 from twin.settings import TwinSettings
 
@@ -66,8 +67,8 @@ def until_finished(get: Any, url: str, timeout_s: float = 120) -> list[dict[str,
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     # Small files well within the wait even on a loaded machine; the large one asks for a shorter wait.
-    settings = TwinSettings(data_dir=tmp_path, api_keys=[KEY], import_jobs=1, import_wait_s=30)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+    settings = TwinSettings(data_dir=tmp_path, api_keys=[KEY, ADMIN_KEY], import_jobs=1, import_wait_s=30)
+    with signed_in(TestClient(create_app(settings), raise_server_exceptions=False)) as test_client:
         yield test_client
 
 

@@ -23,6 +23,7 @@ from layers.io.importer import import_file
 from layers.io.sources import ReadOptions
 from layers.store import LayerStore
 from ogc.params import parse_filter
+from tests.signin import ADMIN_KEY, signed_in
 from twin.app import create_app
 from twin.settings import TwinSettings
 
@@ -154,9 +155,9 @@ def test_an_unknown_encoding_and_too_many_fields_are_refused_by_name(store: Laye
 def test_http_imports_refuse_by_name_and_never_show_a_server_path(store: LayerStore, tmp_path: Path) -> None:
     extract = _osm_extract(tmp_path)
     data = tmp_path / "var"
-    app = create_app(TwinSettings(data_dir=data, api_keys=["k"]), store=store)
+    app = create_app(TwinSettings(data_dir=data, api_keys=["k", ADMIN_KEY]), store=store)
     key = {"X-API-Key": "k"}
-    with TestClient(app) as client:
+    with signed_in(TestClient(app)) as client:
 
         def send(layer: str, name: str, content: bytes, **form: str) -> httpx.Response:
             return client.post(f"/admin/layers/{layer}/import", files={"file": (name, content)}, data=form, headers=key)

@@ -19,6 +19,7 @@ from shapely.geometry import Point
 from layers.features import FeatureInput
 from layers.model import LayerDefinition
 from layers.store import LayerStore
+from tests.signin import ADMIN_KEY, signed_in
 from tiles.api import CONFORMANCE as TILES_CONFORMANCE
 from twin.app import create_app
 from twin.settings import TwinSettings
@@ -64,8 +65,8 @@ def populated(store: LayerStore) -> LayerStore:
 
 @pytest.fixture
 def client(populated: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(TwinSettings(data_dir=tmp_path), store=populated)
-    with TestClient(app) as test_client:
+    app = create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=populated)
+    with signed_in(TestClient(app)) as test_client:
         yield test_client
 
 
@@ -194,12 +195,27 @@ def live(server: str, env: dict[str, str], tmp_path: Path) -> str:
     return server
 
 
+@pytest.fixture
+def gis_key(live: str, env: dict[str, str]) -> dict[str, str]:
+    """A read-only key for external tools, made as an operator would (``twin keys add``)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "twin", "keys", "add", "qgis", "--role", "gis_client"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return {"X-API-Key": done.stdout.strip().splitlines()[-1]}
+
+
 @pytest.mark.skipif(
     shutil.which("ogrinfo") is None, reason="GDAL's ogrinfo is not installed (apt-get install gdal-bin)"
 )
-def test_gdal_reads_every_collection(live: str, tmp_path: Path) -> None:
-    layers = httpx.get(f"{live}/admin/layers").json()
-    env = {**os.environ, "GDAL_HTTP_TIMEOUT": "30"}
+def test_gdal_reads_every_collection(live: str, gis_key: dict[str, str], tmp_path: Path) -> None:
+    layers = httpx.get(f"{live}/admin/layers", headers=gis_key).json()
+    assert {layer["id"] for layer in layers} >= {"wards", "incidents", "vessels"}
+    key = gis_key["X-API-Key"]
+    env = {**os.environ, "GDAL_HTTP_TIMEOUT": "30", "GDAL_HTTP_HEADERS": f"X-API-Key: {key}"}
     for layer in layers:
         out = subprocess.run(
             ["ogrinfo", "-ro", "-so", f"OAPIF:{live}/", layer["id"]],
@@ -208,28 +224,30 @@ def test_gdal_reads_every_collection(live: str, tmp_path: Path) -> None:
             env=env,
             timeout=120,
         ).stdout
-        expected = httpx.get(f"{live}/admin/layers/{layer['id']}").json()["feature_count"]
+        expected = httpx.get(f"{live}/admin/layers/{layer['id']}", headers=gis_key).json()["feature_count"]
         assert f"Feature Count: {expected}" in out, out
         for field in layer["fields"]:
             assert f"{field['name']}:" in out
     copy = tmp_path / "wards.gpkg"
     subprocess.run(["ogr2ogr", "-f", "GPKG", str(copy), f"OAPIF:{live}/", "wards"], check=True, env=env, timeout=120)
     copied = pyogrio.read_dataframe(copy)
-    assert len(copied) == httpx.get(f"{live}/admin/layers/wards").json()["feature_count"]
+    assert len(copied) == httpx.get(f"{live}/admin/layers/wards", headers=gis_key).json()["feature_count"]
     assert "Ghềnh Ráng" in set(copied["name"])
 
 
-def test_owslib_reads_collections_items_and_queryables(live: str) -> None:
+def test_owslib_reads_collections_items_and_queryables(live: str, gis_key: dict[str, str]) -> None:
     from owslib.ogcapi.features import Features
 
-    api = Features(live)
+    assert "vessels" not in [c["id"] for c in Features(live).collections()["collections"]]  # not public
+    api = Features(live, headers=gis_key)
     ids = [c["id"] for c in api.collections()["collections"]]
     assert "parcels" in ids and "vessels" in ids
     page = api.collection_items("incidents", bbox=[109.0, 13.5, 109.4, 14.0], limit=5)
     assert page["numberReturned"] == 5 and all(f["geometry"]["type"] == "Point" for f in page["features"])
     fid = page["features"][0]["id"]
     assert api.collection_item("incidents", fid)["id"] == fid
-    assert "urgency" in api.collection_queryables("incidents")["properties"]
+    queryables = api.collection_queryables("incidents")["properties"]
+    assert "urgency" in queryables and "reporter_phone" not in queryables  # sensitive: not the GIS client's
 
 
 # --- Part 4: transactions ---------------------------------------------------------------------
@@ -239,8 +257,8 @@ KEY = {"X-API-Key": "k"}
 
 @pytest.fixture
 def writer(populated: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(TwinSettings(data_dir=tmp_path, api_keys=["k"]), store=populated)
-    with TestClient(app) as test_client:
+    app = create_app(TwinSettings(data_dir=tmp_path, api_keys=["k", ADMIN_KEY]), store=populated)
+    with signed_in(TestClient(app)) as test_client:
         yield test_client
 
 
@@ -297,10 +315,11 @@ def test_invalid_writes_name_the_problem(writer: TestClient, body: dict[str, obj
 
 
 def test_writes_need_an_api_key(writer: TestClient) -> None:
-    assert writer.post("/collections/lights/items", json=new_light()).status_code == 403
-    assert writer.delete("/collections/lights/items/1").status_code == 403
+    writer.headers.pop("X-API-Key")  # signed out
+    assert writer.post("/collections/lights/items", json=new_light()).status_code == 401
+    assert writer.delete("/collections/lights/items/1").status_code == 401
     assert writer.delete("/collections/lights/items/%C2%B9", headers=KEY).status_code == 400
-    assert writer.get("/collections/lights/items/1").status_code == 200
+    assert writer.get("/collections/lights/items/1", headers=KEY).status_code == 200
 
 
 # --- Part 2: coordinate reference systems ----------------------------------------------------

@@ -22,6 +22,7 @@ from layers.features import Condition, FeatureInput, FeatureQuery, Op, SortKey
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from layers.store.statements import feature_select
+from tests.signin import ADMIN_KEY, signed_in
 from twin.app import create_app
 from twin.settings import TwinSettings
 
@@ -72,7 +73,9 @@ def buildings(store: LayerStore) -> tuple[LayerStore, dict[int, dict[str, Any]]]
 
 @pytest.fixture
 def client(buildings: tuple[LayerStore, dict[int, dict[str, Any]]], tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=buildings[0])) as test_client:
+    with signed_in(
+        TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=buildings[0]))
+    ) as test_client:
         yield test_client
 
 

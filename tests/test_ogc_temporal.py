@@ -29,6 +29,7 @@ from layers.io.sources import ReadOptions
 from layers.model import LayerDefinition
 from layers.store import LayerStore
 from tests.conftest import real_data
+from tests.signin import ADMIN_KEY, signed_in
 from twin.app import create_app
 from twin.settings import TwinSettings
 
@@ -75,7 +76,9 @@ def events(store: LayerStore) -> tuple[LayerStore, dict[int, dict[str, Any]], di
 
 @pytest.fixture
 def client(events: tuple[LayerStore, Any, Any], tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=events[0])) as test_client:
+    with signed_in(
+        TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=events[0]))
+    ) as test_client:
         yield test_client
 
 
@@ -309,7 +312,9 @@ def test_unsupported_filter_crs_is_refused(client: TestClient) -> None:
 def places(store: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
     gpkg = real_data(f"{EXAMPLES}/data/ne110m4cql2.gpkg")
     import_file(store, gpkg, "places", options=ReadOptions(source_layer="ne_110m_populated_places_simple"))
-    with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=store)) as test_client:
+    with signed_in(
+        TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=store))
+    ) as test_client:
         yield test_client
 
 

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from layers.errors import ConflictError, InvalidInputError, NotFoundError
 from layers.rasters import RasterCatalog, RasterDefinition, RasterKind, RasterLayer, write_cog_from
 from layers.store import LayerStore
+from tests.signin import ADMIN_KEY, signed_in
 from twin.app import create_app
 from twin.samplecity.dem import build_dem, register_sample_dem
 from twin.samplecity.inputs import load_inputs
@@ -176,9 +177,9 @@ def test_hints_are_validated_and_kept(catalog: RasterCatalog, aligned_dem: Path)
 
 @pytest.fixture
 def http(sqlite_store: LayerStore, tmp_path: Path) -> Iterator[tuple[TestClient, RasterCatalog]]:
-    settings = TwinSettings(data_dir=tmp_path / "var")
+    settings = TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path / "var")
     rasters = RasterCatalog(sqlite_store.engine, settings.data_dir / "rasters")
-    with TestClient(create_app(settings, store=sqlite_store)) as client:
+    with signed_in(TestClient(create_app(settings, store=sqlite_store))) as client:
         yield client, rasters
 
 
@@ -397,7 +398,12 @@ def test_sample_terrain_tiles_decode_to_the_sample_dem(sample_dem: tuple[Path, P
     try:
         layer: RasterLayer = RasterCatalog(store.engine, folder / "rasters").get("dem")
         assert layer.title == "Mô hình số độ cao Quy Nhơn" and layer.kind is RasterKind.DEM
-        with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=store)) as client, rasterio.open(path) as dem:
+        with (
+            signed_in(
+                TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=store))
+            ) as client,
+            rasterio.open(path) as dem,
+        ):
             for lon, lat in ((109.1712, 13.7431), (109.2218, 13.7655), (109.3305, 13.7512)):  # hill, city, bay
                 tile = WEB_MERCATOR.tile(lon, lat, Z)
                 rgb = _image(client.get(_tile_url("dem", tile, "terrain", ".png")).content).astype("float64")

@@ -20,6 +20,7 @@ from layers.features import FeatureInput
 from layers.model import LayerDefinition
 from layers.signal import SharedCounter
 from layers.store import LayerStore
+from tests.signin import ADMIN_KEY, signed_in
 from tiles.grid import TileAddress, tile_spec
 from twin.app import create_app
 from twin.settings import TwinSettings
@@ -95,7 +96,9 @@ def served(store_url: str, tmp_path: Path) -> Iterator[Served]:
         store.insert_features(
             "parcels", [FeatureInput(box(CX - step, CY - step, CX, CY), {"code": "QN-1", "road": "X"})]
         )
-        with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=store)) as client:
+        with signed_in(
+            TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=store))
+        ) as client:
             yield Served(client, store)
     finally:
         for layer in store.list_layers():

@@ -29,6 +29,7 @@ from layers.features import FeatureInput
 from layers.model import LayerDefinition, LayerPatch
 from layers.signal import SharedCounter
 from layers.store import LayerStore
+from tests.signin import ADMIN_KEY, signed_in
 from tiles.grid import TileAddress, tile_spec
 from tiles.service import RECHECK_SECONDS
 from twin.app import create_app
@@ -88,8 +89,10 @@ def populated(store: LayerStore) -> LayerStore:
 
 @pytest.fixture
 def client(populated: LayerStore, tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(TwinSettings(data_dir=tmp_path, tile_cache_dir=tmp_path / "tiles"), store=populated)
-    with TestClient(app) as test_client:
+    app = create_app(
+        TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path, tile_cache_dir=tmp_path / "tiles"), store=populated
+    )
+    with signed_in(TestClient(app)) as test_client:
         yield test_client
 
 
@@ -182,9 +185,9 @@ def test_a_write_invalidates_only_the_tiles_it_touches(client: TestClient, popul
     built: list[str] = []
     real = populated.vector_tile
 
-    def counting(layer_id: str, spec: Any, **kwargs: Any) -> Any:
+    def counting(layer_id: str, spec: Any, *args: Any, **kwargs: Any) -> Any:
         built.append(f"{spec.z}/{spec.x}/{spec.y}")
-        return real(layer_id, spec, **kwargs)
+        return real(layer_id, spec, *args, **kwargs)
 
     populated.vector_tile = counting  # type: ignore[method-assign]
     here = f"/collections/lights/tiles/{TILE}"
@@ -220,14 +223,14 @@ def test_a_write_invalidates_only_the_tiles_it_touches(client: TestClient, popul
 
 
 def test_the_disk_cache_survives_a_new_app(populated: LayerStore, tmp_path: Path) -> None:
-    settings = TwinSettings(data_dir=tmp_path, tile_cache_dir=tmp_path / "tiles")
+    settings = TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path, tile_cache_dir=tmp_path / "tiles")
     url = f"/collections/parcels/tiles/{TILE}"
-    with TestClient(create_app(settings, store=populated)) as first:
+    with signed_in(TestClient(create_app(settings, store=populated))) as first:
         etag = first.get(url).headers["etag"]
     built: list[int] = []
     real = populated.vector_tile
     populated.vector_tile = lambda *a, **k: built.append(1) or real(*a, **k)  # type: ignore[method-assign]
-    with TestClient(create_app(settings, store=populated)) as second:
+    with signed_in(TestClient(create_app(settings, store=populated))) as second:
         assert second.get(url).headers["etag"] == etag
     assert built == []
 
@@ -274,8 +277,8 @@ def test_gdal_reads_a_served_tile(client: TestClient, tmp_path: Path) -> None:
 
 def test_live_server_never_serves_a_stale_tile(server: str) -> None:
     key = {"X-API-Key": "k"}
-    with httpx.Client(base_url=server, timeout=30) as http:
-        assert http.post("/admin/layers", json=LIGHTS.model_dump(mode="json"), headers=key).status_code == 201
+    with httpx.Client(base_url=server, timeout=30, headers=key) as http:
+        assert http.post("/admin/layers", json=LIGHTS.model_dump(mode="json")).status_code == 201
         url = f"/collections/lights/tiles/{TILE}"
         for n in range(1, 6):
             for _ in range(4):  # warm both workers' caches
@@ -318,7 +321,9 @@ def test_with_a_shared_write_counter_cached_tiles_skip_the_database(store_url: s
         real = reader.data_versions
         reader.data_versions = lambda ids: checks.append(1) or real(ids)  # type: ignore[method-assign]
         url = f"/collections/lights/tiles/{TILE}"
-        with TestClient(create_app(TwinSettings(data_dir=tmp_path), store=reader)) as client:
+        with signed_in(
+            TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path), store=reader))
+        ) as client:
             built = client.get(url)
             assert len(decode(built.content)["lights"]) == 1
             for _ in range(5):
@@ -355,7 +360,9 @@ def test_with_the_cache_off_tiles_skip_the_catalog_until_something_changes(
         real = reader.registry.version
         reader.registry.version = lambda conn: catalog_reads.append(1) or real(conn)  # type: ignore[method-assign]
         url = f"/collections/lights/tiles/{TILE}"
-        with TestClient(create_app(TwinSettings(data_dir=tmp_path, tile_cache_mb=0), store=reader)) as client:
+        with signed_in(
+            TestClient(create_app(TwinSettings(api_keys=[ADMIN_KEY], data_dir=tmp_path, tile_cache_mb=0), store=reader))
+        ) as client:
             assert decode(client.get(url).content)["lights"][0]["properties"] == {"road": "A", "power_w": 1}
             first = len(catalog_reads)
             for _ in range(3):

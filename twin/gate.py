@@ -2,7 +2,8 @@
 
 FastAPI reads a request's body before it resolves the route's dependencies, so a 200 MB upload
 sent without a key would be received in full before the route refused it. ``AccessGate`` runs
-first: on a write (any method but GET, HEAD and OPTIONS) and on every ``/admin`` path it
+first: on a write to features (any method but GET, HEAD and OPTIONS on ``/collections/{id}/items``)
+and on every ``/admin`` path it
 resolves the credential — a request with none, or with one that does not check out, is answered
 401 at once — and it refuses a declared ``Content-Length`` over the route's limit (413) before a
 byte of the body is read. The scope it resolved is left in the request's state for the route.
@@ -27,6 +28,8 @@ from twin.problems import problem_response
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _IMPORT_PATH = re.compile(r"^/admin/layers/[^/]+/import$")
+#: Where writes are routed: a write elsewhere is answered by the router (404, 405) as before.
+_WRITE_PATH = re.compile(r"^/collections/[^/]+/items(/[^/]*)?$")
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
@@ -75,7 +78,8 @@ class AccessGate:
 
     @staticmethod
     def _guarded(scope: Scope) -> bool:
-        return scope["method"] not in READ_METHODS or scope["path"].startswith("/admin")
+        path = scope["path"]
+        return path.startswith("/admin") or (scope["method"] not in READ_METHODS and bool(_WRITE_PATH.match(path)))
 
 
 def _bounded(receive: Receive, limit: int) -> Receive:

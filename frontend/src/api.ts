@@ -1,4 +1,6 @@
-// Twin's HTTP API as the client uses it: OGC API Features (present), Tiles/Styles/Rasters (probed, optional).
+// Twin's HTTP API as the client uses it: OGC API Features (present), Tiles/Styles/Rasters (probed, optional),
+// and who is signed in (/auth). Every request carries the credential (see credential.ts).
+import { Credential, credentialHeaders, currentCredential } from './credential';
 
 export type LayerKind =
   | 'admin_area' | 'address_point' | 'address' | 'parcel' | 'infrastructure'
@@ -49,25 +51,33 @@ export interface ItemsQuery {
 }
 
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  /** `detail` is the problem's own explanation (RFC 9457), shown to the user as it is. */
+  constructor(readonly status: number, message: string, readonly detail: string = message) {
     super(message);
   }
 }
 
+/** A fetch to the Twin server with the credential (`credential` given: that one instead, or none when null). */
+export async function request(url: string, init: RequestInit = {}, credential: Credential | null = currentCredential()): Promise<Response> {
+  const headers = { ...(init.headers as Record<string, string> | undefined), ...credentialHeaders(url, credential) };
+  const response = await fetch(url, { ...init, headers });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      const problem = await response.json();
+      detail = problem.detail ?? problem.title ?? detail;
+    } catch { /* not JSON */ }
+    throw new HttpError(response.status, `${response.status} ${detail}`, detail);
+  }
+  return response;
+}
+
 /** Fetch JSON; a network failure or a 5xx is a thrown error, a 404 too (callers probing use `probe`). */
-export async function getJson<T>(url: string, timeoutMs = 20000): Promise<T> {
+export async function getJson<T>(url: string, timeoutMs = 20000, credential: Credential | null = currentCredential()): Promise<T> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   try {
-    const response = await fetch(url, { headers: { Accept: 'application/json' }, signal: controller.signal });
-    if (!response.ok) {
-      let detail = response.statusText;
-      try {
-        const problem = await response.json();
-        detail = problem.detail ?? problem.title ?? detail;
-      } catch { /* not JSON */ }
-      throw new HttpError(response.status, `${response.status} ${detail}`);
-    }
+    const response = await request(url, { headers: { Accept: 'application/json' }, signal: controller.signal }, credential);
     return (await response.json()) as T;
   } finally {
     clearTimeout(timer);
@@ -95,6 +105,11 @@ export async function listCollections(): Promise<Collection[]> {
 }
 
 const queryablesCache = new Map<string, Promise<Queryables>>();
+
+/** After a sign-in or out: what a layer offers (its sensitive fields, say) depends on who asks. */
+export function forgetCachedAnswers(): void {
+  queryablesCache.clear();
+}
 
 export function queryables(collectionId: string): Promise<Queryables> {
   let cached = queryablesCache.get(collectionId);
@@ -191,4 +206,37 @@ export async function listRasters(): Promise<RasterInfo[]> {
   const body = await probe<{ rasters?: RasterInfo[] } | RasterInfo[]>('/rasters');
   if (!body) return [];
   return Array.isArray(body) ? body : body.rasters ?? [];
+}
+
+/** Who the server takes the request to be: `/auth/me`. */
+export interface Principal {
+  principal: string;
+  roles: string[];
+  areas: string[];
+  signed_in: boolean;
+  admin: boolean;
+  layers: string[];
+}
+
+export interface OidcConfig {
+  issuer: string;
+  authorization_endpoint: string;
+  token_endpoint: string;
+  client_id: string;
+}
+
+export interface AuthConfig {
+  api_key: boolean;
+  oidc: OidcConfig | null;
+  roles: string[];
+}
+
+/** The principal of the current credential, or of `credential` (a key being tried before it is kept). */
+export function whoAmI(credential: Credential | null = currentCredential()): Promise<Principal> {
+  return getJson<Principal>('/auth/me', 10000, credential);
+}
+
+/** How to sign in; asked without a credential, which a stored but revoked one would make a 401. */
+export function authConfig(): Promise<AuthConfig> {
+  return getJson<AuthConfig>('/auth/config', 10000, null);
 }

@@ -20,8 +20,8 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return el;
 }
 
-export function download(filename: string, content: string, type: string): void {
-  const url = URL.createObjectURL(new Blob([content], { type }));
+export function download(filename: string, content: string | Blob, type: string): void {
+  const url = URL.createObjectURL(content instanceof Blob ? content : new Blob([content], { type }));
   const a = h('a', { href: url, download: filename });
   document.body.append(a);
   a.click();

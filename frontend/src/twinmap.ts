@@ -4,7 +4,8 @@ import workerUrl from 'maplibre-gl/dist/maplibre-gl-worker.mjs?url';
 import { MapLibreOverlay } from '@deck.gl/maplibre';
 import type { Layer } from '@deck.gl/core';
 import 'maplibre-gl/dist/maplibre-gl.css';
-import { allItems, Collection, items, listCollections, listRasters, probe, queryables } from './api';
+import { allItems, Collection, forgetCachedAnswers, items, listCollections, listRasters, probe, queryables } from './api';
+import { transformRequest } from './credential';
 import { adoptServerStyle, applyVisibility, buildStyle, describeSource, labelPoint, LayerSourceInfo, sourceFor, Theme } from './style';
 import { Readiness } from './readiness';
 
@@ -34,8 +35,11 @@ export class TwinMap {
   hasDem = false;
   private deckLayers = new Map<string, Layer>();
   private viewportTimer: number | undefined;
+  private demUrl: string | null = null;
+  private terrainOn = true;
+  private reloading: Promise<void> | null = null;
 
-  private constructor(map: MapLibreMap, overlay: MapLibreOverlay, visible: Set<string>) {
+  private constructor(map: MapLibreMap, overlay: MapLibreOverlay, visible: Set<string>, private readonly options: TwinMapOptions) {
     this.map = map;
     this.overlay = overlay;
     this.visible = visible;
@@ -44,17 +48,14 @@ export class TwinMap {
   static async create(options: TwinMapOptions): Promise<TwinMap> {
     const started = performance.now();
     const state = options.state;
-    const infos = await loadInfos(await listCollections());
+    const { infos, style } = await catalogStyle(options, options.visible);
     state.tiles = infos.some((i) => i.tiles !== null);
-    let style = buildStyle(infos, options.theme, options.visible);
-    if (options.useServerStyle) {
-      const server = await probe<StyleSpecification>('/styles/default').catch(() => null);
-      if (server && server.version === 8) style = adoptServerStyle(server, infos, options.theme, options.visible);
-    }
     const view = options.view ?? HOME;
     const map = new MapLibreMap({
       container: options.container,
       style,
+      // The credential on the map's own requests (TileJSON, tiles, GeoJSON, glyphs), to our origin only.
+      transformRequest,
       center: view.center,
       zoom: view.zoom,
       pitch: view.pitch,
@@ -73,7 +74,7 @@ export class TwinMap {
       },
     });
     map.addControl(overlay as any);
-    const twin = new TwinMap(map, overlay, options.visible);
+    const twin = new TwinMap(map, overlay, options.visible, options);
     twin.infos = infos;
     state.layers = infos.map((i) => i.collection.id);
     map.on('style.load', () => (state.styleLoaded = true));
@@ -155,14 +156,47 @@ export class TwinMap {
   }
 
   /**
+   * Everything again for a new credential (a sign-in or out): the catalogue, each layer's queryables and
+   * the whole style. `diff: false` drops every source and its tiles, so nothing read with the previous
+   * credential is drawn, or kept in memory, after it; the deck.gl layers come back on `styledata`.
+   */
+  reload(): Promise<void> {
+    // One after the other: a sign-out right after a sign-in must end with the signed-out catalogue.
+    const run = (this.reloading ?? Promise.resolve()).catch(() => undefined).then(() => this.reloadNow());
+    this.reloading = run;
+    const done = () => {
+      if (this.reloading === run) this.reloading = null;
+    };
+    run.then(done, done);
+    return run;
+  }
+
+  private async reloadNow(): Promise<void> {
+    forgetCachedAnswers();
+    const { infos, style } = await catalogStyle(this.options, this.visible);
+    const loaded = new Promise<void>((resolve) => this.map.once('style.load', () => resolve()));
+    this.map.setStyle(style, { diff: false });
+    this.infos = infos;
+    const state = this.options.state;
+    state.tiles = infos.some((i) => i.tiles !== null);
+    state.layers = infos.map((i) => i.collection.id);
+    await loaded;
+    this.addDem();
+    this.scheduleViewportLoad();
+    void this.loadLabelPoints(infos);
+  }
+
+  /**
    * Layers added on the server since the page loaded: sources and style layers appended, no reload.
    * Their look comes from the server's style (the layer's own style hints) when it has one.
    */
   async refreshCatalog(theme: Theme): Promise<LayerSourceInfo[]> {
+    if (this.reloading) return []; // the reload reads the catalogue itself
     const known = new Set(this.infos.map((i) => i.collection.id));
     const fresh = (await listCollections()).filter((c) => !known.has(c.id));
-    if (!fresh.length) return [];
+    if (!fresh.length || this.reloading) return [];
     const added = await loadInfos(fresh);
+    if (this.reloading) return [];
     let style = buildStyle(added, theme, this.visible);
     const server = await probe<StyleSpecification>('/styles/default').catch(() => null);
     if (server?.version === 8 && added.every((i) => i.tiles)) {
@@ -206,22 +240,26 @@ export class TwinMap {
   private async addTerrain(): Promise<void> {
     const rasters = await listRasters().catch(() => []);
     if (!rasters.some((r) => r.id === 'dem')) return;
-    const url = new URL('/rasters/dem/terrain/WebMercatorQuad/tilejson.json', location.origin).toString();
-    const add = () => {
-      if (this.map.getSource('dem')) return;
-      this.map.addSource('dem', { type: 'raster-dem', url, encoding: 'terrarium' } as any);
-      this.map.addSource('dem-hillshade', { type: 'raster-dem', url, encoding: 'terrarium' } as any);
-      const firstLine = this.map.getStyle().layers.find((l) => l.type === 'line')?.id;
-      this.map.addLayer({ id: 'dem-hillshade', type: 'hillshade', source: 'dem-hillshade',
-        paint: { 'hillshade-exaggeration': 0.4, 'hillshade-shadow-color': '#5a4a3a' } }, firstLine);
-      this.map.setTerrain({ source: 'dem', exaggeration: 1.3 });
-      this.hasDem = true;
-    };
-    if (this.map.isStyleLoaded()) add();
-    else this.map.once('load', add);
+    this.demUrl = new URL('/rasters/dem/terrain/WebMercatorQuad/tilejson.json', location.origin).toString();
+    if (this.map.isStyleLoaded()) this.addDem();
+    else this.map.once('load', () => this.addDem());
+  }
+
+  /** The elevation sources and hillshade, into the current style (again after a `reload`). */
+  private addDem(): void {
+    const url = this.demUrl;
+    if (!url || this.map.getSource('dem')) return;
+    this.map.addSource('dem', { type: 'raster-dem', url, encoding: 'terrarium' } as any);
+    this.map.addSource('dem-hillshade', { type: 'raster-dem', url, encoding: 'terrarium' } as any);
+    const firstLine = this.map.getStyle().layers.find((l) => l.type === 'line')?.id;
+    this.map.addLayer({ id: 'dem-hillshade', type: 'hillshade', source: 'dem-hillshade',
+      paint: { 'hillshade-exaggeration': 0.4, 'hillshade-shadow-color': '#5a4a3a' } }, firstLine);
+    if (this.terrainOn) this.map.setTerrain({ source: 'dem', exaggeration: 1.3 });
+    this.hasDem = true;
   }
 
   setTerrain(on: boolean): void {
+    this.terrainOn = on;
     if (!this.map.getSource('dem')) return;
     this.map.setTerrain(on ? { source: 'dem', exaggeration: 1.3 } : null);
   }
@@ -249,6 +287,17 @@ export class TwinMap {
       } catch { /* the next move tries again */ }
     }));
   }
+}
+
+/** The layers this credential may read, and the style that draws them. */
+async function catalogStyle(options: TwinMapOptions, visible: Set<string>): Promise<{ infos: LayerSourceInfo[]; style: StyleSpecification }> {
+  const infos = await loadInfos(await listCollections());
+  let style = buildStyle(infos, options.theme, visible);
+  if (options.useServerStyle) {
+    const server = await probe<StyleSpecification>('/styles/default').catch(() => null);
+    if (server && server.version === 8) style = adoptServerStyle(server, infos, options.theme, visible);
+  }
+  return { infos, style };
 }
 
 async function loadInfos(collections: Collection[]): Promise<LayerSourceInfo[]> {

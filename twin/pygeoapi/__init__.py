@@ -7,6 +7,7 @@ In pygeoapi's configuration, one collection per Twin layer::
         name: twin.pygeoapi.TwinProvider
         data: sqlite:////srv/twin/var/twin.sqlite     # or postgresql://… (TWIN_DATABASE_URL)
         layer: parcels                                 # the Twin layer id
+        as_key: qgis-public-portal                     # optional: read as this key's holder (twin keys add)
         id_field: id
         crs: [http://www.opengis.net/def/crs/OGC/1.3/CRS84, http://www.opengis.net/def/crs/EPSG/0/9217, …]
 
@@ -29,6 +30,10 @@ refused with 400.
 walked by keyset pages of at most 10,000 rows read without their properties,
 so a deep offset costs what it skips, as in any database; pygeoapi's ``next``
 links carry offsets.
+
+Access: the provider reads as the public does — the layers Twin publishes, in full, without
+their sensitive fields — unless ``as_key`` names a Twin API key, whose roles, areas and fields
+it then reads with (the key is looked up on every request, so a revoked key stops at once).
 
 The provider is read-only. pygeoapi builds a provider per request; the store
 behind a URL is opened once per process and kept (``_store``), as pygeoapi's
@@ -54,13 +59,22 @@ from pygeoapi.provider.base import (
     SchemaType,
 )
 
-from layers.errors import InvalidInputError, NotFoundError, TwinError, UnavailableError
+from layers.access import PUBLIC
+from layers.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    TwinError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from layers.features import BBox, Condition, FeaturePage, FeatureQuery, Op, SortKey
 from layers.model import LayerDefinition
-from layers.store import LayerStore
+from layers.store import LayerStore, ScopedReader
 from ogc.crs import CRS84, parse_crs
 from ogc.geojson import GEOJSON, encode_features, geometry_schema, property_schemas
 from ogc.params import MAX_LIMIT, parse_datetime, parse_feature_id, parse_filter, parse_properties
+from twin.auth import scope_of_key_named
 from twin.pygeoapi.cql import UnsupportedFilter, to_cql2
 
 log = logging.getLogger(__name__)
@@ -82,7 +96,7 @@ def _pygeoapi_errors() -> Iterator[None]:
         yield
     except (InvalidInputError, UnsupportedFilter) as error:
         raise ProviderInvalidQueryError(user_msg=getattr(error, "detail", str(error))) from error
-    except NotFoundError as error:
+    except (NotFoundError, UnauthorizedError, ForbiddenError) as error:  # a layer it may not read is not there
         raise ProviderItemNotFoundError(user_msg=error.detail) from error
     except UnavailableError as error:
         raise ProviderConnectionError(user_msg=error.detail) from error
@@ -99,7 +113,10 @@ class TwinProvider(BaseProvider):  # type: ignore[misc]
         if not self.layer_id:
             raise ProviderConnectionError(user_msg="the Twin provider needs the layer id (layer: …)")
         with _pygeoapi_errors():
-            self.store = _store(self.data)
+            store = _store(self.data)
+            as_key = provider_def.get("as_key")
+            scope = PUBLIC if not as_key else scope_of_key_named(store, str(as_key))
+            self.store = ScopedReader(store, scope)
             self.layer: LayerDefinition = self.store.get_layer(self.layer_id)
         self.id_field: str = provider_def.get("id_field") or "id"
         self.time_field: str | None = provider_def.get("time_field") or self.layer.time_field

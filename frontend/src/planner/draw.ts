@@ -67,6 +67,14 @@ export class DrawTool {
     this.renderLayerChoices();
   }
 
+  /** For a new credential: the drawn results go, the layers to query are the ones now readable. */
+  reset(): void {
+    this.clear();
+    this.state.lastDraw = null;
+    this.layerBoxes.replaceChildren();
+    this.renderLayerChoices();
+  }
+
   private renderLayerChoices(): void {
     const chosen = new Set(this.chosenLayers());
     const first = this.layerBoxes.childElementCount === 0;

@@ -45,6 +45,12 @@ export class FeaturePopup {
     this.show(e.lngLat, await renderFeature(layerId, title, feature));
   }
 
+  /** Closed, its content dropped (a sign-out must not leave what the previous principal read on screen). */
+  close(): void {
+    this.popup.remove();
+    this.popup.setDOMContent(document.createElement('div'));
+  }
+
   private show(lngLat: LngLatLike, content: HTMLElement): void {
     this.popup.setLngLat(lngLat).setDOMContent(content);
     if (!this.popup.isOpen()) this.popup.addTo(this.twin.map);
@@ -53,6 +59,21 @@ export class FeaturePopup {
 
 const LINK_FIELDS = /(_url|^url|link|href)$/i;
 
+/**
+ * The value as a link target when it is an absolute http(s) URL, else null. Layer data is written by
+ * others: a `javascript:` URL in a camera's snapshot_url would run in this page, with its credential,
+ * when clicked; `data:`, `rtsp:` and anything unparseable are shown as text. The parser decides, not a
+ * pattern (it strips the tabs, newlines and spaces that hide a scheme from a regular expression).
+ */
+export function webUrl(value: string): string | null {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
 export async function renderFeature(layerId: string, title: string, feature: Feature): Promise<HTMLElement> {
   const schema = await queryables(layerId).catch(() => ({ properties: {} as Record<string, any> }));
   const rows: HTMLElement[] = [];
@@ -60,10 +81,11 @@ export async function renderFeature(layerId: string, title: string, feature: Fea
   for (const [name, value] of Object.entries(feature.properties ?? {})) {
     const prop = schema.properties[name] ?? {};
     const label = prop.title ?? name;
-    if (typeof value === 'string' && LINK_FIELDS.test(name) && value) {
+    const href = typeof value === 'string' && LINK_FIELDS.test(name) ? webUrl(value) : null;
+    if (href) {
       const text = /snapshot/i.test(name) ? t('snapshot') : /stream/i.test(name) ? t('stream') : label;
       // Links only: nothing is fetched from the camera until the user asks (no request leaves unasked).
-      links.push(h('a', { href: value, target: '_blank', rel: 'noopener', class: 'popup-link', 'data-field': name }, `${text} ↗`));
+      links.push(h('a', { href, target: '_blank', rel: 'noopener noreferrer', class: 'popup-link', 'data-field': name }, `${text} ↗`));
     }
     rows.push(h('tr', { 'data-field': name }, h('th', {}, label), h('td', {}, formatValue(value, prop.type, prop.format))));
   }

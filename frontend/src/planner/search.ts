@@ -38,6 +38,16 @@ export class SearchBox {
     this.element.append(this.input, this.list);
   }
 
+  /** Forgotten for a new credential: the wards and results were read with the previous one. */
+  reset(): void {
+    this.seq += 1;
+    this.wards = null;
+    this.input.value = '';
+    this.list.replaceChildren();
+    this.list.hidden = true;
+    this.state.lastSearch = null;
+  }
+
   async search(query: string): Promise<Hit[]> {
     const seq = ++this.seq;
     const q = fold(query);

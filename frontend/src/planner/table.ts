@@ -1,8 +1,8 @@
 // The attribute table of one layer, filtered by conditions the user builds; the filter is CQL2 text that
 // the server evaluates (the browser never filters rows itself), paged through the server's `next` links.
-import { Feature, FeaturePage, items, itemsUrl, nextPage, queryables, Queryables } from '../api';
+import { Feature, FeaturePage, items, itemsUrl, nextPage, queryables, Queryables, request } from '../api';
 import { combine, condition, Condition, Operator, OPERATORS } from '../cql2';
-import { h } from '../dom';
+import { download, h } from '../dom';
 import { formatNumber, formatValue, t } from '../i18n';
 import type { TwinMap } from '../twinmap';
 
@@ -19,9 +19,13 @@ export class AttributeTable {
   private body = h('tbody');
   private head = h('thead');
   private moreButton = h('button', { onclick: () => void this.more(), hidden: true }, t('more'));
-  private csvLink = h('a', { class: 'csv-link', target: '_blank' }, t('exportCsv'));
+  // A button, not a link: a link's request cannot carry the credential header, a fetch can.
+  private csvLink = h('button', { class: 'csv-link', 'data-test': 'export-table-csv', onclick: () => void this.exportCsv() }, t('exportCsv'));
+  private csvUrl: string | null = null;
   private schema: Queryables | null = null;
   private next: string | undefined;
+  /** Bumped by `reset`: an answer asked for before it is dropped, not shown to the next principal. */
+  private epoch = 0;
 
   constructor(private readonly twin: TwinMap) {
     this.layerSelect.addEventListener('change', () => void this.selectLayer(this.layerSelect.value));
@@ -58,6 +62,22 @@ export class AttributeTable {
     }
   }
 
+  /** Emptied for a new credential: the rows, columns and filters were the previous principal's. */
+  reset(): void {
+    this.epoch += 1;
+    this.schema = null;
+    this.next = undefined;
+    this.csvUrl = null;
+    this.conditions.replaceChildren();
+    this.head.replaceChildren();
+    this.body.replaceChildren();
+    this.status.textContent = '';
+    delete this.status.dataset.matched;
+    this.moreButton.hidden = true;
+    this.layerSelect.replaceChildren();
+    if (!this.element.hidden) this.refreshLayers();
+  }
+
   async open(layer: string): Promise<void> {
     this.element.hidden = false;
     this.refreshLayers();
@@ -69,7 +89,10 @@ export class AttributeTable {
   }
 
   private async selectLayer(layer: string): Promise<void> {
-    this.schema = await queryables(layer);
+    const epoch = this.epoch;
+    const schema = await queryables(layer);
+    if (epoch !== this.epoch) return;
+    this.schema = schema;
     this.conditions.replaceChildren();
     this.head.replaceChildren(h('tr', {}, h('th', {}, 'id'),
       ...Object.entries(this.schema.properties).map(([name, p]) => h('th', { title: name }, p.title ?? name))));
@@ -124,17 +147,32 @@ export class AttributeTable {
     const bbox = this.inView.checked ? [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()] as [number, number, number, number] : undefined;
     this.status.textContent = t('loading');
     this.body.replaceChildren();
+    const epoch = this.epoch;
     try {
       const page = await items(layer, { filter, bbox, limit: PAGE });
-      this.csvLink.href = itemsUrl(layer, { filter, bbox, limit: 10000 }, 'csv');
+      if (epoch !== this.epoch) return;
+      this.csvUrl = itemsUrl(layer, { filter, bbox, limit: 10000 }, 'csv');
       this.show(page, true);
+    } catch (error) {
+      if (epoch === this.epoch) this.status.textContent = `${t('error')}: ${(error as Error).message}`;
+    }
+  }
+
+  private async exportCsv(): Promise<void> {
+    if (!this.csvUrl) return;
+    try {
+      const response = await request(this.csvUrl, { headers: { Accept: 'text/csv' } });
+      download(`twin-${this.layerSelect.value}.csv`, await response.blob(), 'text/csv;charset=utf-8');
     } catch (error) {
       this.status.textContent = `${t('error')}: ${(error as Error).message}`;
     }
   }
 
   private async more(): Promise<void> {
-    if (this.next) this.show(await nextPage(this.next), false);
+    const epoch = this.epoch;
+    if (!this.next) return;
+    const page = await nextPage(this.next);
+    if (epoch === this.epoch) this.show(page, false);
   }
 
   private show(page: FeaturePage, first: boolean): void {

@@ -469,6 +469,39 @@ def revoke_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> 
     typer.echo(f"{key.name}: revoked")
 
 
+@app.command("backup")
+@_friendly
+def backup_command(
+    file: Annotated[Path, typer.Argument(help="The backup file to write (replaced when complete).")],
+) -> None:
+    """Back up the whole store while it serves: layers, features, history, rasters' catalog, keys, audit.
+
+    SQLite: its online backup API; PostGIS: pg_dump (custom format). Raster files are in
+    TWIN_DATA_DIR/rasters: back them up with the folder."""
+    from layers.store.backup import backup
+
+    with _open_store() as store:
+        size = backup(store, file)
+    typer.echo(f"{file}: {size / 1e6:,.1f} MB backed up")
+
+
+@app.command("restore")
+@_friendly
+def restore_command(
+    file: Annotated[Path, typer.Argument(help="A backup made by `twin backup` on the same kind of store.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Put the store back as the backup holds it, in one transaction (running servers see it at once)."""
+    from layers.store.backup import restore
+
+    if not yes:
+        typer.confirm(f"Replace everything in the store with {file}?", abort=True)
+    with _open_store() as store:
+        restore(store, file)
+        layers = store.list_layers()
+    typer.echo(f"{file}: restored, {len(layers):,} layers")
+
+
 @app.command("audit")
 @_friendly
 def audit_command(

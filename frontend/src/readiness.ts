@@ -9,6 +9,8 @@ export interface Readiness {
   firstIdleMs: number | null;
   tiles: boolean;
   layers: string[];
+  /** Who the page is signed in as (`/auth/me`'s principal), set once the map shows what that principal may read. */
+  principal: string | null;
   lastDraw: { ring: [number, number][]; results: Record<string, (number | string)[]>; counts: Record<string, number | null> } | null;
   lastSearch: { query: string; results: { layer: string; label: string }[] } | null;
   kpis: Record<string, unknown> | null;
@@ -25,7 +27,7 @@ declare global {
 export function readiness(view: 'planner' | 'wall'): Readiness {
   window.__twin = {
     view, styleLoaded: false, mapIdle: false, idleCount: 0, deckRendered: false, firstIdleMs: null, tiles: false,
-    layers: [], lastDraw: null, lastSearch: null, kpis: null, scene: null, errors: [],
+    layers: [], principal: null, lastDraw: null, lastSearch: null, kpis: null, scene: null, errors: [],
   };
   return window.__twin;
 }

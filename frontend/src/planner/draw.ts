@@ -32,6 +32,8 @@ export class DrawTool {
   private layerBoxes = h('div', { class: 'query-layers' });
   private resultBox = h('div', { class: 'draw-results' });
   private hint = h('p', { class: 'hint' });
+  /** Bumped by `reset`: results asked for with the previous credential are not shown after it. */
+  private epoch = 0;
 
   constructor(private readonly twin: TwinMap, private readonly popup: FeaturePopup, private readonly state: Readiness) {
     twin.map.on('click', (e) => this.onClick([e.lngLat.lng, e.lngLat.lat]));
@@ -69,6 +71,7 @@ export class DrawTool {
 
   /** For a new credential: the drawn results go, the layers to query are the ones now readable. */
   reset(): void {
+    this.epoch += 1;
     this.clear();
     this.state.lastDraw = null;
     this.layerBoxes.replaceChildren();
@@ -141,13 +144,16 @@ export class DrawTool {
     const layers = this.chosenLayers();
     this.resultBox.replaceChildren(h('p', {}, t('loading')));
     const filter = intersects(ring);
-    this.results = await Promise.all(layers.map(async (layer) => {
+    const epoch = this.epoch;
+    const results = await Promise.all(layers.map(async (layer) => {
       const [sample, all] = await Promise.all([
         items(layer, { filter, limit: LIST_LIMIT }),
         allItems(layer, { filter, limit: 5000, properties: [] }, ID_CAP),
       ]);
       return { layer, ids: all.map((f) => f.id), count: all.length, capped: all.length >= ID_CAP, sample: sample.features };
     }));
+    if (epoch !== this.epoch) return [];
+    this.results = results;
     this.state.lastDraw = {
       ring,
       results: Object.fromEntries(this.results.map((r) => [r.layer, r.ids])),

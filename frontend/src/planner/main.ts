@@ -1,4 +1,4 @@
-// The planner view (`/`): layer tree, 3D map, popups, attribute table with CQL2 filters, drawing, search.
+// The planner view (`/`): sign-in, layer tree, 3D map, popups, attribute table with CQL2 filters, drawing, search.
 import '../styles.css';
 import { NavigationControl, ScaleControl } from 'maplibre-gl';
 import { h } from '../dom';
@@ -11,6 +11,7 @@ import { readHash, writeHash } from './hash';
 import { LayerTree } from './layertree';
 import { FeaturePopup } from './popup';
 import { SearchBox } from './search';
+import { SignIn, startingPrincipal } from './signin';
 import { AttributeTable } from './table';
 
 const CATALOG_REFRESH_MS = 30000;
@@ -27,6 +28,8 @@ async function main(): Promise<void> {
   const header = h('header', { class: 'topbar' });
   document.getElementById('app')!.replaceChildren(header, h('div', { class: 'body' }, side, mapEl));
 
+  // Who we are decides what the map lists: asked before the catalogue is read.
+  const start = await startingPrincipal();
   const twin = await TwinMap.create({
     container: mapEl, theme: 'light', state, terrain, useServerStyle: new URLSearchParams(location.search).get('style') === 'server',
     visible: new Set(initial.layers ?? DEFAULT_VISIBLE), view: initial.view ?? HOME,
@@ -43,7 +46,20 @@ async function main(): Promise<void> {
     saveHash();
     if (!table.element.hidden) table.refreshLayers();
   });
-  Object.assign((window as any).__twinApp, { draw, table, search, tree });
+  const signin = new SignIn(start.me, start.config, async (me) => {
+    // Everything read with the previous credential goes; the map reads the catalogue again first, so the
+    // tree, the table's layers and the layers to query are the ones the new principal may read.
+    await twin.reload();
+    popup.close();
+    search.reset();
+    draw.reset();
+    table.reset();
+    tree.render();
+    saveHash();
+    state.principal = me.principal;
+  });
+  if (start.problem) signin.showError(start.problem);
+  Object.assign((window as any).__twinApp, { draw, table, search, tree, signin });
   twin.map.once('load', () => tree.render()); // legends read the loaded style
 
   const terrainBox = h('input', { type: 'checkbox', checked: terrain, 'data-test': 'terrain', onchange: (e: Event) => {
@@ -63,6 +79,7 @@ async function main(): Promise<void> {
       window.location.reload();
     } }, t('language')),
   );
+  side.append(signin.element);
   if (!state.tiles) side.append(h('p', { class: 'notice' }, t('noTiles')));
   side.append(tree.element);
   mapEl.append(draw.element, table.element);
@@ -77,6 +94,7 @@ async function main(): Promise<void> {
     });
   }
   twin.map.on('moveend', saveHash);
+  state.principal = start.me.principal;
   window.addEventListener('hashchange', () => {
     const next = readHash();
     if (next.view) twin.map.jumpTo(next.view);

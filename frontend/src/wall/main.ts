@@ -1,9 +1,14 @@
 // The video-wall view (`/wall`): dark, full screen, no controls; the city map, KPI panels per ward and a
 // rotation of saved scenes (public/assets/wall-scenes.json, or ?scenes=URL). It refreshes itself and rides
 // out a server restart: every failure is retried with backoff, and sources are reloaded when it is back.
+//
+// Its key is part of its configuration: `/wall#key=…` once (kept in localStorage, then taken out of the
+// address bar), or the one kept from before. Without one, or with one the server refuses, it shows the
+// public layers.
 import '../styles.css';
 import { ColumnLayer } from '@deck.gl/layers';
-import { allItems, Feature, getJson, listCollections } from '../api';
+import { allItems, Feature, getJson, HttpError, listCollections, whoAmI } from '../api';
+import { adoptKeyFromFragment, currentCredential, forgetCredential } from '../credential';
 import { h } from '../dom';
 import { formatDateTime, formatNumber, setLang, t } from '../i18n';
 import { readiness } from '../readiness';
@@ -29,16 +34,34 @@ interface WallConfig {
 const state = readiness('wall');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Retry `task` until it works: 1 s, 2 s, 4 s … up to 60 s between tries. */
-async function withBackoff<T>(task: () => Promise<T>, onFail?: (e: unknown) => void): Promise<T> {
+/** Retry `task` until it works: 1 s, 2 s, 4 s … up to 60 s between tries; an error `giveUp` names is thrown. */
+async function withBackoff<T>(task: () => Promise<T>, onFail?: (e: unknown) => void, giveUp?: (e: unknown) => boolean): Promise<T> {
   for (let delay = 1000; ; delay = Math.min(delay * 2, 60000)) {
     try {
       return await task();
     } catch (error) {
+      if (giveUp?.(error)) throw error;
       onFail?.(error);
       await sleep(delay);
     }
   }
+}
+
+/** The wall's principal: a refused key is forgotten (the wall goes on with the public layers) and said so. */
+async function signIn(onFail: () => void): Promise<{ principal: string; refused: string | null }> {
+  adoptKeyFromFragment();
+  try {
+    return { principal: (await withBackoff(() => whoAmI(), onFail, isRefusal)).principal, refused: null };
+  } catch (error) {
+    forgetCredential(); // only a refusal gets here
+    const me = await withBackoff(() => whoAmI(), onFail);
+    return { principal: me.principal, refused: (error as HttpError).detail };
+  }
+}
+
+/** A 401 to a request that carried a credential: the key is not (or no longer) valid; retrying will not help. */
+function isRefusal(error: unknown): boolean {
+  return error instanceof HttpError && error.status === 401 && currentCredential() !== null;
 }
 
 async function main(): Promise<void> {
@@ -46,7 +69,16 @@ async function main(): Promise<void> {
   setLang(params.get('lang') === 'en' ? 'en' : 'vi');
   const offline = h('div', { class: 'offline', hidden: true }, t('offline'));
   const setOffline = (down: boolean) => (offline.hidden = !down);
-  const config = await withBackoff(() => getJson<WallConfig>(params.get('scenes') ?? '/assets/wall-scenes.json'), () => setOffline(true));
+  // A key revoked while the wall runs: start again, which forgets it and shows the public layers.
+  const failed = (error: unknown) => (isRefusal(error) ? location.reload() : setOffline(true));
+  const refusedNotice = h('div', { class: 'offline key-refused', hidden: true });
+  const me = await signIn(() => setOffline(true));
+  state.principal = me.principal;
+  if (me.refused) {
+    refusedNotice.textContent = `${t('keyRefused')} (${me.refused})`;
+    refusedNotice.hidden = false;
+  }
+  const config = await withBackoff(() => getJson<WallConfig>(params.get('scenes') ?? '/assets/wall-scenes.json'), failed);
   const scenes = config.scenes.length ? config.scenes : [{ name: t('province'), center: [109.2, 13.79], zoom: 11.5, layers: ['wards', 'roads'] } as Scene];
   const first = scenes[0];
 
@@ -75,6 +107,7 @@ async function main(): Promise<void> {
         wardTable),
       updated),
     offline,
+    refusedNotice,
   );
   const tick = () => (clock.textContent = formatDateTime(new Date()));
   tick();
@@ -84,7 +117,7 @@ async function main(): Promise<void> {
     container: mapEl, theme: 'dark', state, interactive: false, terrain: false, useServerStyle: false,
     pixelRatio: (window.devicePixelRatio || 1) * scale,
     visible: new Set(first.layers), view: { center: first.center, zoom: first.zoom, pitch: first.pitch ?? 0, bearing: first.bearing ?? 0 },
-  }), () => setOffline(true));
+  }), failed);
   setOffline(false);
   // Keep the scene's centre in the part of the map that the KPI panel does not cover.
   twin.map.setPadding({ top: mapEl.clientHeight * 0.06, right: mapEl.clientWidth * 0.28, bottom: 0, left: 0 });
@@ -92,7 +125,7 @@ async function main(): Promise<void> {
   state.scene = first.name;
   (window as any).__twinApp = { twin };
 
-  const wards = await withBackoff(() => allItems('wards', { limit: 1000 }, 5000), () => setOffline(true)).catch(() => [] as Feature[]);
+  const wards = await withBackoff(() => allItems('wards', { limit: 1000 }, 5000), failed).catch(() => [] as Feature[]);
   const centroids = new Map(wards.map((w) => [String(w.properties.name), centroid(w)]));
 
   let wasDown = false;
@@ -105,8 +138,8 @@ async function main(): Promise<void> {
       if (wasDown) twin.reloadSources();
       wasDown = false;
       return true;
-    } catch {
-      setOffline(true);
+    } catch (error) {
+      failed(error);
       wasDown = true;
       return false;
     }

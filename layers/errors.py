@@ -62,6 +62,12 @@ class ForbiddenError(TwinError):
     title = "Forbidden"
 
 
+class RateLimitedError(TwinError):
+    """More requests than the rate limit allows; the context's ``retry_after`` says when to try again."""
+
+    title = "Too many requests"
+
+
 class UnavailableError(TwinError):
     """A collaborator the request needs (the database) does not answer."""
 

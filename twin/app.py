@@ -41,7 +41,7 @@ from twin.admin import (
     store_of,
 )
 from twin.auth import Authenticator, get_reader, reader_for, require_signed_in, resolve_scope
-from twin.gate import AccessGate, SecurityHeaders
+from twin.gate import AccessGate, RateLimit, SecurityHeaders
 from twin.jobs import ImportJobs, JobBoard
 from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, UNAVAILABLE_SCHEMA, install_problem_handlers
@@ -123,6 +123,8 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
             expose_headers=["ETag", "Location", "Link", "Content-Crs", "X-Request-ID", "Retry-After"],
             max_age=600,
         )
+    if settings.rate_limit_per_minute:
+        app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(SecurityHeaders)
     install_problem_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -15,15 +15,21 @@ from the server itself, and never be framed by another site.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layers.access import Scope as AccessScope
-from layers.errors import PayloadTooLargeError, TwinError, UnauthorizedError
+from layers.errors import PayloadTooLargeError, RateLimitedError, TwinError, UnauthorizedError
 from twin.problems import problem_response
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -96,6 +102,40 @@ def _bounded(receive: Receive, limit: int) -> Receive:
         return message
 
     return bounded
+
+
+class RateLimit:
+    """At most ``per_minute`` requests a minute per key (per credential), and per address for requests
+    with none; the next ones get ``429`` with ``Retry-After``. The count is kept by each worker process
+    (``limits``' moving window in memory): with N workers a client may send up to N times as many."""
+
+    EXEMPT = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app: ASGIApp, per_minute: int) -> None:
+        self.app = app
+        self.item = RateLimitItemPerMinute(per_minute)
+        self.window = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        credential = request.headers.get("x-api-key") or request.headers.get("authorization")
+        if credential:
+            who = "key:" + hashlib.sha256(credential.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+        else:
+            who = "address:" + (request.client.host if request.client else "?")
+        if not self.window.hit(self.item, who):
+            reset = self.window.get_window_stats(self.item, who).reset_time
+            wait = max(1, math.ceil(reset - time.time()))
+            error = RateLimitedError(
+                f"more than {self.item.amount} requests a minute (TWIN_RATE_LIMIT_PER_MINUTE): try again in {wait} s",
+                retry_after=wait,
+            )
+            await problem_response(request, error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:

@@ -27,6 +27,7 @@ from layers.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PreconditionFailedError,
+    RateLimitedError,
     TwinError,
     UnauthorizedError,
     UnavailableError,
@@ -47,6 +48,7 @@ STATUS_BY_ERROR: dict[type[TwinError], int] = {  # the first class an error is a
     NotFoundError: 404,
     ConflictError: 409,
     PreconditionFailedError: 412,
+    RateLimitedError: 429,
     UnavailableError: 503,
 }
 
@@ -149,7 +151,7 @@ def problem_response(request: Request, exc: TwinError) -> JSONResponse:
     response = problem(status, exc.title, exc.detail, request, **context)
     if status == 401:  # RFC 9110: a 401 names the schemes that may succeed
         response.headers["WWW-Authenticate"] = 'Bearer realm="twin", ApiKey realm="twin"'
-    if status == 503:  # RFC 9110: how long the client should wait before it tries again
+    if status in (429, 503):  # RFC 9110 / 6585: how long the client should wait before it tries again
         response.headers["Retry-After"] = str(max(1, math.ceil(float(retry_after))))  # type: ignore[arg-type]
     return response
 

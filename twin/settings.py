@@ -45,7 +45,7 @@ class TwinSettings(BaseSettings):
         default_factory=list, description="Origins allowed to call from a browser, e.g. '[\"https://ioc.example\"]'."
     )
     rate_limit_per_minute: int = Field(
-        default=0, ge=0, description="Requests per minute per key, or per address when anonymous; 0: no limit."
+        default=0, ge=0, description="Requests a minute per key, or per address with none, per worker; 0: no limit."
     )
     max_body_mb: int = Field(default=16, ge=1, le=1024, description="Largest JSON body of a feature write.")
     max_upload_mb: int = Field(default=2048, ge=1, description="Largest file an HTTP import takes.")

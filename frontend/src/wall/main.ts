@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const setOffline = (down: boolean) => (offline.hidden = !down);
   // A key revoked while the wall runs: start again, which forgets it and shows the public layers.
   const failed = (error: unknown) => (isRefusal(error) ? location.reload() : setOffline(true));
-  const refusedNotice = h('div', { class: 'offline key-refused', hidden: true });
+  const refusedNotice = h('div', { class: 'wall-notice', 'data-test': 'key-refused', hidden: true });
   const me = await signIn(() => setOffline(true));
   state.principal = me.principal;
   if (me.refused) {

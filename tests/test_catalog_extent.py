@@ -112,7 +112,11 @@ def test_collections_from_both_workers_show_a_write_at_once(server: str) -> None
     def intervals() -> set[tuple[str, ...]]:
         found = set()
         for _ in range(8):  # requests spread over both workers
-            [reports] = [c for c in httpx.get(f"{server}/collections").json()["collections"] if c["id"] == "reports"]
+            [reports] = [
+                c
+                for c in httpx.get(f"{server}/collections", headers=HEADERS).json()["collections"]
+                if c["id"] == "reports"
+            ]
             found.add(tuple(reports["extent"]["temporal"]["interval"][0]))
         return found
 

@@ -21,8 +21,11 @@ def run_twin(env: dict[str, str], *args: str, check: bool = True) -> subprocess.
     return result
 
 
+ADMIN = {"X-API-Key": "k"}  # TWIN_API_KEYS of the `env` fixture
+
+
 def layer_ids(url: str) -> list[str]:
-    return [d["id"] for d in httpx.get(f"{url}/admin/layers").json()]
+    return [d["id"] for d in httpx.get(f"{url}/admin/layers", headers=ADMIN).json()]
 
 
 def test_help_reads_well(env: dict[str, str]) -> None:
@@ -69,7 +72,9 @@ def test_server_sees_cli_changes_without_restart(env: dict[str, str], server: st
     patch = tmp_path / "patch.json"
     patch.write_text(json.dumps({"title": "Đèn chiếu sáng"}), encoding="utf-8")
     run_twin(env, "layers", "alter", "street_lights", str(patch))
-    assert all(httpx.get(f"{server}/admin/layers").json()[0]["title"] == "Đèn chiếu sáng" for _ in range(6))
+    assert all(
+        httpx.get(f"{server}/admin/layers", headers=ADMIN).json()[0]["title"] == "Đèn chiếu sáng" for _ in range(6)
+    )
     run_twin(env, "layers", "drop", "street_lights", "--yes")
     assert all(layer_ids(server) == [] for _ in range(6))
 
@@ -80,7 +85,7 @@ def test_samples_load_into_a_running_server(env: dict[str, str], server: str) ->
     for expected in ("wards", "address_points", "parcels", "roads", "cameras", "sensors", "vessels", "incidents"):
         assert expected in ids
         assert expected in result.stdout
-    wards = httpx.get(f"{server}/admin/layers/wards").json()
+    wards = httpx.get(f"{server}/admin/layers/wards", headers=ADMIN).json()
     assert wards["definition"]["kind"] == "admin_area" and wards["feature_count"] >= 10
     # The sample's clock is now: the latest report came in during the day before.
     now = datetime.now(UTC)
@@ -88,14 +93,16 @@ def test_samples_load_into_a_running_server(env: dict[str, str], server: str) ->
     assert now - timedelta(days=1) < latest <= now
     # Running it again replaces the samples rather than doubling them; --as-of sets the clock.
     run_twin(env, "samples", "--scale", "0.02", "--as-of", "2026-11-01T08:00")
-    assert httpx.get(f"{server}/admin/layers/wards").json()["feature_count"] == wards["feature_count"]
+    assert httpx.get(f"{server}/admin/layers/wards", headers=ADMIN).json()["feature_count"] == wards["feature_count"]
     clock = datetime(2026, 11, 1, 1, 0, tzinfo=UTC)  # 08:00 in Quy Nhơn
     assert clock - timedelta(days=1) < _latest_report(server) < clock
     refused = run_twin(env, "samples", "--as-of", "1/11/2026", check=False)
     assert refused.returncode == 2 and "--as-of" in refused.stderr and "2026-11-01T08:30" in refused.stderr
-    assert httpx.get(f"{server}/admin/layers/wards").json()["feature_count"] == wards["feature_count"]
+    assert httpx.get(f"{server}/admin/layers/wards", headers=ADMIN).json()["feature_count"] == wards["feature_count"]
 
 
 def _latest_report(server: str) -> datetime:
-    page = httpx.get(f"{server}/collections/incidents/items", params={"sortby": "-reported_at", "limit": 1}).json()
+    page = httpx.get(
+        f"{server}/collections/incidents/items", params={"sortby": "-reported_at", "limit": 1}, headers=ADMIN
+    ).json()
     return datetime.fromisoformat(page["features"][0]["properties"]["reported_at"])

@@ -118,7 +118,7 @@ def _workers(url: str) -> list[psutil.Process]:
 def test_the_crash_requests_get_400_and_every_worker_stays_up(server: str) -> None:
     items = f"{server}/collections/addresses/items"
     before = {p.pid for p in _workers(server)}
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers={"X-API-Key": "k"}) as client:
         for language, text, named in HOSTILE[:5]:
             for _ in range(3):  # more than once: with two workers, each gets one
                 response = client.get(items, params={"filter": text, "filter-lang": language})
@@ -133,7 +133,7 @@ def test_the_crash_requests_get_400_and_every_worker_stays_up(server: str) -> No
 
 def test_the_costly_distance_search_is_refused_or_bounded(server: str) -> None:
     items = f"{server}/collections/addresses/items"
-    with httpx.Client(timeout=60) as client:
+    with httpx.Client(timeout=60, headers={"X-API-Key": "k"}) as client:
         refused = client.get(items, params={"filter": f"S_DWITHIN(geometry, {_multipoint(300)}, 20000)"})
         assert refused.status_code == 400
         assert "the limit is 100 (filter S_DWITHIN points limit)" in refused.json()["detail"]

@@ -144,7 +144,10 @@ def test_small_files_answer_at_once_and_large_ones_with_202(client: TestClient, 
 
 def test_job_urls_need_the_key_and_unknown_jobs_are_404(client: TestClient) -> None:
     accepted = client.post("/admin/layers/streets/import", files={"file": ("duong.csv", CSV)}, headers=ASYNC)
-    assert client.get(accepted.headers["location"]).status_code == 403
+    anonymous = client.build_request("GET", accepted.headers["location"])
+    del anonymous.headers["X-API-Key"]  # the client signs in every request: this one is sent without
+    assert client.send(anonymous).status_code == 401
+    assert client.get(accepted.headers["location"], headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/admin/jobs/0123456789abcdef", headers=HEADERS).status_code == 404
     assert client.get("/admin/jobs/..%2Fsecret", headers=HEADERS).status_code == 404
     until_finished(client.get, accepted.headers["location"])
@@ -159,7 +162,7 @@ def test_every_worker_serves_the_status_of_a_job(server: str, tmp_path: Path) ->
     seen = until_finished(httpx.get, accepted.headers["location"])  # a new connection each time: both workers
     assert seen[-1]["status"] == "successful", seen[-1]
     assert {s["jobID"] for s in seen} == {accepted.json()["jobID"]}
-    layers = [c["id"] for c in httpx.get(f"{server}/collections").json()["collections"]]
+    layers = [c["id"] for c in httpx.get(f"{server}/collections", headers=HEADERS).json()["collections"]]
     assert layers == ["points"]
 
 
@@ -214,8 +217,8 @@ def test_a_job_cut_short_ends_failed_and_leaves_the_store_as_it_was(
         final = httpx.get(status_url, headers=HEADERS).json()
         assert final["status"] == "failed", final
         assert final["problem"]["status"] == 503 and "nothing was imported" in final["problem"]["detail"]
-        assert httpx.get(f"{url}/collections").json()["collections"] == []
-        assert httpx.get(f"{url}/collections/points").status_code == 404
+        assert httpx.get(f"{url}/collections", headers=HEADERS).json()["collections"] == []
+        assert httpx.get(f"{url}/collections/points", headers=HEADERS).status_code == 404
         assert not list(data_dir.glob("twin-upload-*"))
     finally:
         os.killpg(process.pid, signal.SIGTERM)

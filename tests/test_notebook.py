@@ -37,8 +37,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return environment
 
 
+#: The admin key of the ``env`` fixture (TWIN_API_KEYS): incidents and sensors are not public.
+KEY = {"X-API-Key": "k"}
+
+
 def _items(server: str, layer: str, **params: str) -> tuple[list[dict[str, Any]], httpx.Response]:
-    response = httpx.get(f"{server}/collections/{layer}/items", params={"limit": "10000", **params}, timeout=60)
+    response = httpx.get(
+        f"{server}/collections/{layer}/items", params={"limit": "10000", **params}, timeout=60, headers=KEY
+    )
     response.raise_for_status()
     body = response.json()
     assert not any(link["rel"] == "next" for link in body["links"]), "the whole layer fits in one answer"
@@ -50,7 +56,7 @@ def _rgba(colour: str, opacity: float) -> list[int]:
 
 
 def test_geodataframe_is_what_items_answers(server: str) -> None:
-    twin = TwinMap(server)
+    twin = TwinMap(server, api_key="k")
     wards = twin.to_geodataframe("wards")
     features, response = _items(server, "wards")
     assert response.headers["Content-Crs"] == f"<{CRS84}>"
@@ -75,7 +81,7 @@ def test_geodataframe_is_what_items_answers(server: str) -> None:
 
 def test_geodataframe_in_vn2000(server: str) -> None:
     """A projected VN-2000 answer keeps its coordinates; a latitude-first one is put back to x/y for geopandas."""
-    twin = TwinMap(server)
+    twin = TwinMap(server, api_key="k")
     projected = twin.to_geodataframe("sensors", crs="http://www.opengis.net/def/crs/EPSG/0/9217")
     features, response = _items(server, "sensors", crs="http://www.opengis.net/def/crs/EPSG/0/9217")
     assert response.headers["Content-Crs"].endswith("/EPSG/0/9217>")
@@ -88,7 +94,7 @@ def test_geodataframe_in_vn2000(server: str) -> None:
 
 
 def test_deck_layers_carry_the_server_style(server: str) -> None:
-    style = httpx.get(f"{server}/styles/default", timeout=30).json()
+    style = httpx.get(f"{server}/styles/default", timeout=30, headers=KEY).json()
     paint = {entry["id"]: entry.get("paint", {}) for entry in style["layers"]}
     twin = TwinMap(server, api_key="k").add("wards").add("parcels").add("roads")
     twin.add("incidents", filter="status='new'")
@@ -116,11 +122,11 @@ def test_deck_layers_carry_the_server_style(server: str) -> None:
     template = parcels["data"]
     assert template == f"{server}/collections/parcels/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}"
     z, row, col = _tile_inside(server, "parcels", 14)
-    tile = httpx.get(template.format(z=z, y=row, x=col), timeout=30)
+    tile = httpx.get(template.format(z=z, y=row, x=col), timeout=30, headers=KEY)
     assert tile.status_code == 200 and tile.headers["content-type"] == "application/vnd.mapbox-vector-tile"
 
     # A filter cannot go to the tiles (they take only ``properties``): the layer holds what /items selects.
-    refused = httpx.get(template.format(z=z, y=row, x=col), params={"filter": "status='new'"}, timeout=30)
+    refused = httpx.get(template.format(z=z, y=row, x=col), params={"filter": "status='new'"}, timeout=30, headers=KEY)
     assert refused.status_code == 400
     incidents = layers["incidents"]
     wanted, _ = _items(server, "incidents", filter="status='new'")
@@ -138,7 +144,9 @@ def _tile_inside(server: str, layer: str, z: int) -> tuple[int, int, int]:
     """The tile under a feature of the layer, at zoom ``z``."""
     import morecantile
 
-    feature = httpx.get(f"{server}/collections/{layer}/items", params={"limit": "1"}, timeout=30).json()["features"][0]
+    feature = httpx.get(f"{server}/collections/{layer}/items", params={"limit": "1"}, timeout=30, headers=KEY).json()[
+        "features"
+    ][0]
     point = shape(feature["geometry"]).representative_point()
     tile = morecantile.tms.get("WebMercatorQuad").tile(point.x, point.y, z)
     return tile.z, tile.y, tile.x
@@ -152,7 +160,9 @@ def test_page_tile_reader_decodes_what_mapbox_vector_tile_decodes(server: str, t
     tiles: dict[str, tuple[tuple[int, int, int], bytes]] = {}
     for layer, z in (("wards", 13), ("parcels", 15), ("roads", 14), ("address_points", 15), ("vessel_tracks", 10)):
         z, row, col = _tile_inside(server, layer, z)
-        body = httpx.get(f"{server}/collections/{layer}/tiles/WebMercatorQuad/{z}/{row}/{col}", timeout=30).content
+        body = httpx.get(
+            f"{server}/collections/{layer}/tiles/WebMercatorQuad/{z}/{row}/{col}", timeout=30, headers=KEY
+        ).content
         assert body, f"{layer} has features in its tile"
         tiles[layer] = ((z, row, col), body)
         (tmp_path / f"{layer}.mvt").write_bytes(body)
@@ -184,7 +194,7 @@ _CDN = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=[\"']?https?://", re.I
 
 def test_page_needs_no_network_but_twin(server: str, browser: Any, tmp_path: Path) -> None:
     """The page written by ``to_html`` is drawn by chromium with every request off the server refused."""
-    twin = TwinMap(server).add("wards").add("parcels").add("incidents", filter="status='new'")
+    twin = TwinMap(server, api_key="k").add("wards").add("parcels").add("incidents", filter="status='new'")
     page = twin.to_html(str(tmp_path / "map.html"))
     assert not _CDN.search(page), "no script or stylesheet from a CDN"
     assert "window.TwinDeck" in page and (tmp_path / "map.html").read_text(encoding="utf-8") == page
@@ -231,6 +241,7 @@ def test_example_notebook_runs_headless(server: str, tmp_path: Path, monkeypatch
     nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install nbclient ipykernel)")
     pytest.importorskip("ipykernel", reason="ipykernel is not installed (pip install ipykernel)")
     monkeypatch.setenv("TWIN_URL", server)
+    monkeypatch.setenv("TWIN_API_KEY", "k")  # the notebook reads the layers that are not public with it
     monkeypatch.setenv("TWIN_MAP_HTML", str(tmp_path / "quy-nhon.html"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(

@@ -68,6 +68,7 @@ DEFINITION_KEYS = {
     "end_time_field",
     "source_crs",
     "style",
+    "access",
 }
 REFERENCE = pd.Timestamp(REFERENCE_TIME)
 
@@ -126,7 +127,7 @@ def test_layers_json_follows_the_definition_format(definitions: dict[str, dict[s
         names = [f["name"] for f in d["fields"]]
         assert len(names) == len(set(names)) and names
         for f in d["fields"]:
-            assert set(f) == {"name", "type", "title", "required", "choices"}
+            assert set(f) == {"name", "type", "title", "required", "choices", "sensitive"}
             assert ID_PATTERN.match(f["name"])
             assert f["type"] in FIELD_TYPES
             assert isinstance(f["title"], str) and f["title"]
@@ -356,3 +357,14 @@ def test_command_line_sets_the_clock(tmp_path: Path, capsys: pytest.CaptureFixtu
         cli_main([str(tmp_path), "--as-of", "tomorrow"])
     assert refused.value.code == 2
     assert "'tomorrow' is not a date or time like 2026-11-01" in capsys.readouterr().err
+
+
+def test_the_sample_publishes_its_base_map_and_keeps_reporters_confidential(
+    definitions: dict[str, dict[str, Any]],
+) -> None:
+    public = {layer_id for layer_id, d in definitions.items() if d["access"].get("public")}
+    assert public == {"wards", "address_points", "parcels", "roads"}
+    sensitive = {f["name"] for f in definitions["incidents"]["fields"] if f["sensitive"]}
+    assert sensitive == {"reporter_name", "reporter_phone"}
+    assert set(definitions["incidents"]["access"]["sensitive"]) == {"province", "ward_officer"}
+    assert not any(f["sensitive"] for d in definitions.values() if d["id"] != "incidents" for f in d["fields"])

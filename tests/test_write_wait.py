@@ -162,7 +162,7 @@ def test_http_writes_during_a_long_write_get_503_with_retry_after_and_reads_go_o
             assert refused.headers["content-type"] == "application/problem+json"
             assert int(refused.headers["retry-after"]) >= 1
             assert "busy" in refused.json()["detail"]
-            read = httpx.get(items, timeout=5)
+            read = httpx.get(items, timeout=5, headers=HEADERS)
             assert read.status_code == 200 and len(read.json()["features"]) == 1
     assert httpx.post(items, json=FEATURE, headers=HEADERS).status_code == 201
 

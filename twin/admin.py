@@ -302,7 +302,7 @@ def _audit_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
 
 def auth_router() -> APIRouter:
     """What the client needs to sign in and to show who is signed in."""
-    router = APIRouter(prefix="/auth", tags=["access"])
+    router = APIRouter(prefix="/auth", tags=["access"], responses=ERRORS)  # type: ignore[arg-type]
 
     @router.get("/me", summary="Who this request is: the principal, its roles and areas, the layers it may read")
     def me(request: Request, scope: Annotated[Scope, Depends(get_scope)]) -> dict[str, Any]:

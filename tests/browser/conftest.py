@@ -2,25 +2,66 @@
 
 No browser is downloaded: Playwright drives ``/usr/bin/chromium`` (``apt-get install chromium``; ``make test``
 does it). WebGL2 runs on the CPU through SwiftShader. Screenshots land in ``test-artifacts/screenshots/``.
+
+The server runs with access control as deployed: an admin key (``TWIN_API_KEYS``), a province key and a
+ward officer's key for one ward (``twin keys add``). Signed out, the planner sees the sample's public layers
+only; a test that needs the others signs in (``signed_in``, or through the page's own sign-in box).
+
+The pages run under the server's Content-Security-Policy (no ``unsafe-eval``). Playwright's
+``wait_for_function`` evals a plain expression again at every poll, which that policy blocks; a function
+expression (``"() => …"``) is evaluated once and then called, so every wait here is written as one. A page
+the server sends without its policy (the planner at ``/``, see test_signin.py) is given it here, so what is
+tested is the client under the policy the server means to send.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from twin.gate import CONTENT_SECURITY_POLICY
+
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+
+#: The sample's layers that anyone may read; the rest need a signed-in role.
+PUBLIC_LAYERS = {"wards", "address_points", "parcels", "roads"}
+#: The ward officer's ward: one of the sample's wards (``twin keys add --area`` refuses an unknown one).
+OFFICER_WARD = "Ghềnh Ráng"
+#: Where the planner and the wall keep an API key (frontend/src/credential.ts).
+CREDENTIAL_STORAGE = "twin.credential"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The live server's keys, and the principal ``/auth/me`` names for each."""
+
+    admin: str
+    province: str
+    officer: str
+    province_principal: str = "key:province"
+    officer_principal: str = "key:officer"
+
+    @staticmethod
+    def header(key: str) -> dict[str, str]:
+        return {"X-API-Key": key}
+
+
+_KEYS = pytest.StashKey[Keys]()
 
 
 def _free_port() -> int:
@@ -43,14 +84,37 @@ def ensure_client_built() -> Path:
     return dist
 
 
+def _add_key(env: dict[str, str], name: str, *options: str) -> str:
+    """``twin keys add``: the key is the last line it prints (shown once; the store keeps its hash)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "twin", "keys", "add", name, *options],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip().splitlines()[-1].strip()
+
+
 @pytest.fixture(scope="session")
-def live_server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``twin serve`` with the Quy Nhơn sample city in a fresh data folder, on a free port."""
+def live_server(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """``twin serve`` with the Quy Nhơn sample city in a fresh data folder, on a free port; its keys in ``keys``."""
     ensure_client_built()
     data = tmp_path_factory.mktemp("browser-var")
+    admin = f"browser-admin-{secrets.token_urlsafe(16)}"
     # The embedded store, whatever the environment points at: the sample city is loaded fresh here.
-    env = {k: v for k, v in os.environ.items() if k != "TWIN_DATABASE_URL"} | {"TWIN_DATA_DIR": str(data)}
+    env = {k: v for k, v in os.environ.items() if k not in ("TWIN_DATABASE_URL", "TWIN_API_KEYS")} | {
+        "TWIN_DATA_DIR": str(data),
+        "TWIN_API_KEYS": json.dumps([admin]),
+    }
     subprocess.run([sys.executable, "-m", "twin", "samples"], env=env, check=True, capture_output=True)
+    request.config.stash[_KEYS] = Keys(
+        admin=admin,
+        province=_add_key(env, "province", "--role", "province"),
+        officer=_add_key(env, "officer", "--role", "ward_officer", "--area", OFFICER_WARD),
+    )
     port = _free_port()
     log = (data / "serve.log").open("wb")
     process = subprocess.Popen(
@@ -75,15 +139,71 @@ def live_server(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         log.close()
 
 
+@pytest.fixture(scope="session")
+def keys(live_server: str, request: pytest.FixtureRequest) -> Keys:
+    return request.config.stash[_KEYS]
+
+
+#: Every Content-Security-Policy violation of a page, as the DOM reports it (the console says it too).
+_WATCH_CSP = """document.addEventListener('securitypolicyviolation', (e) => {
+  (window.__cspViolations = window.__cspViolations || []).push(`${e.violatedDirective} ${e.blockedURI}`);
+});"""
+
+
+#: The client's HTML pages.
+_PAGES = ("/", "/wall")
+
+
+def watch(page: Any) -> Any:
+    """The page with ``errors`` (uncaught exceptions) and ``console`` (every console message) recorded, and its
+    HTML pages under the server's Content-Security-Policy; ``policy_added`` lists those that came without it."""
+    errors: list[str] = []
+    console: list[str] = []
+    policy_added: list[str] = []
+
+    def with_policy(route: Any) -> None:
+        response = route.fetch()
+        headers = dict(response.headers)
+        if "content-security-policy" not in headers and headers.get("content-type", "").startswith("text/html"):
+            headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+            policy_added.append(urlsplit(route.request.url).path)
+        route.fulfill(response=response, headers=headers)
+
+    page.route(lambda url: urlsplit(url).path in _PAGES, with_policy)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+    page.add_init_script(_WATCH_CSP)
+    page.errors = errors
+    page.console = console
+    page.policy_added = policy_added
+    return page
+
+
 @pytest.fixture()
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="vi-VN")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.errors = errors  # type: ignore[attr-defined]
-    yield page
+    yield watch(context.new_page())
     context.close()
+
+
+def csp_violations(page: Any) -> list[str]:
+    """What the console and the DOM reported as blocked by the page's Content-Security-Policy."""
+    logged = [m for m in page.console if "Content Security Policy" in m or "Content-Security-Policy" in m]
+    seen = page.evaluate("() => window.__cspViolations || []")
+    return logged + [f"securitypolicyviolation: {v}" for v in seen]
+
+
+def signed_in(page: Any, key: str) -> Any:
+    """The page holds ``key`` where the client keeps it, before any of its scripts run (every load)."""
+    page.add_init_script(
+        f"try {{ window.localStorage.setItem({json.dumps(CREDENTIAL_STORAGE)}, {json.dumps(key)}); }} catch (e) {{}}"
+    )
+    return page
+
+
+def stored_credential(page: Any) -> str | None:
+    value = page.evaluate(f"() => window.localStorage.getItem({json.dumps(CREDENTIAL_STORAGE)})")
+    return None if value is None else str(value)
 
 
 def wait_idle(page: Any, after: int = 0, timeout: float = 60_000) -> int:

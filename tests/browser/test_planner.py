@@ -1,4 +1,8 @@
-"""The planner view in a real browser: it renders, layers toggle, popups, drawing, search, the filter table."""
+"""The planner view in a real browser: it renders, layers toggle, popups, drawing, search, the filter table.
+
+Tests that need the layers that are not public sign in first (``signed_in``: the key in localStorage, as the
+page's sign-in box keeps it); signing in and what each principal sees are tested in test_signin.py.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,22 @@ import httpx
 import pytest
 from pyproj import Geod
 
-from tests.browser.conftest import mean_difference, pixel_stddev, screenshot, settle, wait_idle
+from tests.browser.conftest import (
+    Keys,
+    csp_violations,
+    mean_difference,
+    pixel_stddev,
+    screenshot,
+    settle,
+    signed_in,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
 
-def test_map_reaches_idle_and_is_not_blank(page: Any, live_server: str) -> None:
-    page.goto(f"{live_server}/")
+def test_map_reaches_idle_and_is_not_blank(page: Any, live_server: str, keys: Keys) -> None:
+    signed_in(page, keys.province).goto(f"{live_server}/")
     settle(page)
     state = page.evaluate("window.__twin")
     assert state["styleLoaded"] and state["deckRendered"], state
@@ -25,6 +38,7 @@ def test_map_reaches_idle_and_is_not_blank(page: Any, live_server: str) -> None:
     assert page.locator(".layer-tree [data-kind='admin_area']").count() == 1
     assert "Phường, xã" in page.locator(".layer-tree").inner_text()
     assert page.errors == []
+    assert csp_violations(page) == []
 
 
 def test_toggling_a_layer_changes_the_picture(page: Any, live_server: str) -> None:
@@ -40,25 +54,43 @@ def test_toggling_a_layer_changes_the_picture(page: Any, live_server: str) -> No
     assert set(page.url.split("layers=")[1].split("&")[0].split(",")) == {"wards", "roads"}  # the URL follows
 
 
-def test_popup_shows_known_attributes(page: Any, live_server: str) -> None:
-    camera = httpx.get(f"{live_server}/collections/cameras/items/1").json()
-    lon, lat = camera["geometry"]["coordinates"]
-    page.goto(f"{live_server}/#map=18/{lat:.7f}/{lon:.7f}/0/0&layers=cameras&terrain=0")
-    settle(page)
-    box = _map_box(page)
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    popup = page.locator(".twin-popup .popup-body[data-fid]")
-    popup.wait_for(timeout=15000)
+def test_popup_shows_known_attributes(page: Any, live_server: str, keys: Keys) -> None:
+    camera = httpx.get(f"{live_server}/collections/cameras/items/1", headers=keys.header(keys.admin)).json()
+    popup = _open_popup(signed_in(page, keys.province), live_server, camera)
     text = popup.inner_text()
     screenshot(page, "popup-camera")
     assert "Mã camera" in text and camera["properties"]["camera_id"] in text, text
     assert "Trạng thái" in text and "Tên camera" in text
     snapshot = page.locator(".twin-popup a[data-field='snapshot_url']")
     assert snapshot.get_attribute("href") == camera["properties"]["snapshot_url"]
-    assert page.locator(".twin-popup a[data-field='stream_url']").count() == 1
+    # The stream is rtsp:, not a web page: shown as text, not made a link (only http and https are).
+    assert camera["properties"]["stream_url"].startswith("rtsp:")
+    assert page.locator(".twin-popup a[data-field='stream_url']").count() == 0
+    assert camera["properties"]["stream_url"] in popup.locator("tr[data-field='stream_url']").inner_text()
 
 
-def test_drawn_circle_returns_what_the_server_returns(page: Any, live_server: str) -> None:
+def test_a_javascript_url_is_not_a_link_in_a_popup(page: Any, live_server: str, keys: Keys) -> None:
+    admin = keys.header(keys.admin)
+    url = f"{live_server}/collections/cameras/items/2"
+    camera = httpx.get(url, headers=admin).json()
+    original = camera["properties"]["snapshot_url"]
+    hostile = "javascript:alert(document.domain)"
+    patched = httpx.patch(url, json={"properties": {"snapshot_url": hostile}}, headers=admin)
+    assert patched.status_code in (200, 204), patched.text
+    try:
+        popup = _open_popup(signed_in(page, keys.province), live_server, camera)
+        assert popup.get_attribute("data-fid") == "2"
+        screenshot(page, "popup-javascript-url")
+        assert popup.locator("a[data-field='snapshot_url']").count() == 0
+        assert page.locator(".twin-popup a[href^='javascript' i]").count() == 0
+        assert hostile in popup.locator("tr[data-field='snapshot_url']").inner_text()  # shown, as text
+        assert page.errors == []
+    finally:
+        httpx.patch(url, json={"properties": {"snapshot_url": original}}, headers=admin).raise_for_status()
+
+
+def test_drawn_circle_returns_what_the_server_returns(page: Any, live_server: str, keys: Keys) -> None:
+    signed_in(page, keys.province)
     page.goto(f"{live_server}/#map=15/13.7700/109.2230/0/0&layers=wards,roads,cameras,street_lights&terrain=0")
     settle(page)
     page.locator("[data-test='open-draw']").click()
@@ -69,7 +101,7 @@ def test_drawn_circle_returns_what_the_server_returns(page: Any, live_server: st
     box = _map_box(page)
     center = page.evaluate("(() => { const c = window.__twinApp.twin.map.getCenter(); return [c.lng, c.lat]; })()")
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_function("window.__twin.lastDraw !== null", timeout=30000)
+    page.wait_for_function("() => window.__twin.lastDraw !== null", timeout=30000)
     page.wait_for_timeout(500)
     screenshot(page, "draw-circle")
     drawn = page.evaluate("window.__twin.lastDraw")
@@ -83,7 +115,7 @@ def test_drawn_circle_returns_what_the_server_returns(page: Any, live_server: st
 
     wkt = "POLYGON((" + ", ".join(f"{lon} {lat}" for lon, lat in ring) + "))"
     for layer in ("cameras", "street_lights"):
-        expected = _all_ids(live_server, layer, f"S_INTERSECTS(geometry, {wkt})")
+        expected = _all_ids(live_server, layer, f"S_INTERSECTS(geometry, {wkt})", keys.province)
         assert expected, f"no {layer} inside the circle: pick another spot"
         assert sorted(drawn["results"][layer]) == sorted(expected), layer
         assert drawn["counts"][layer] == len(expected)
@@ -98,11 +130,13 @@ def test_search_ignores_diacritics(page: Any, live_server: str) -> None:
     page.on("request", lambda r: asked.append(r.url) if "/collections/address_points/items" in r.url else None)
     box = page.locator("[data-test='search']")
     box.fill("hai cang")
-    page.wait_for_function("window.__twin.lastSearch && window.__twin.lastSearch.query === 'hai cang'", timeout=15000)
+    page.wait_for_function(
+        "() => window.__twin.lastSearch && window.__twin.lastSearch.query === 'hai cang'", timeout=15000
+    )
     labels = [r["label"] for r in page.evaluate("window.__twin.lastSearch.results")]
     assert any("Hải Cảng" in label for label in labels), labels
     box.fill("quy nhon")
-    page.wait_for_function("window.__twin.lastSearch.query === 'quy nhon'", timeout=15000)
+    page.wait_for_function("() => window.__twin.lastSearch.query === 'quy nhon'", timeout=15000)
     results = page.evaluate("window.__twin.lastSearch.results")
     addresses = [r["label"] for r in results if r["layer"] == "address_points"]
     assert addresses and all("Quy Nhơn" in label for label in addresses), results
@@ -112,24 +146,44 @@ def test_search_ignores_diacritics(page: Any, live_server: str) -> None:
     screenshot(page, "search")
 
 
-def test_attribute_table_sends_cql2_to_the_server(page: Any, live_server: str) -> None:
-    page.goto(f"{live_server}/#layers=wards,incidents")
+def test_attribute_table_sends_cql2_to_the_server(page: Any, live_server: str, keys: Keys) -> None:
+    signed_in(page, keys.province).goto(f"{live_server}/#layers=wards,incidents")
     wait_idle(page)
     page.evaluate("window.__twinApp.table.open('incidents')")
-    page.wait_for_function(
-        "document.querySelector('.table-status .status').dataset.matched !== undefined", timeout=15000
-    )
+    _wait_matched(page)
     page.evaluate("window.__twinApp.table.addCondition({property: 'status', op: '=', value: 'new'})")
     page.locator("[data-test='apply-filter']").click()
-    page.wait_for_function("document.querySelector('[data-test=cql]').textContent.includes('status')", timeout=15000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-test=cql]').textContent.includes('status')", timeout=15000
+    )
     assert page.locator("[data-test='cql']").inner_text() == "status = 'new'"
-    page.wait_for_function("document.querySelectorAll('.attributes-table tbody tr').length > 0", timeout=15000)
+    page.wait_for_function("() => document.querySelectorAll('.attributes-table tbody tr').length > 0", timeout=15000)
     expected = httpx.get(
-        f"{live_server}/collections/incidents/items", params={"filter": "status = 'new'", "limit": 1}
+        f"{live_server}/collections/incidents/items",
+        params={"filter": "status = 'new'", "limit": 1},
+        headers=keys.header(keys.province),
     ).json()
     matched = page.locator(".table-status .status").get_attribute("data-matched")
     assert matched == str(expected["numberMatched"])
     screenshot(page, "attribute-table")
+
+
+def _open_popup(page: Any, live_server: str, feature: dict[str, Any]) -> Any:
+    """The popup of the camera ``feature``, clicked at the middle of a street-zoom map centred on it."""
+    lon, lat = feature["geometry"]["coordinates"]
+    page.goto(f"{live_server}/#map=18/{lat:.7f}/{lon:.7f}/0/0&layers=cameras&terrain=0")
+    settle(page)
+    box = _map_box(page)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    popup = page.locator(".twin-popup .popup-body[data-fid]")
+    popup.wait_for(timeout=15000)
+    return popup
+
+
+def _wait_matched(page: Any) -> None:
+    page.wait_for_function(
+        "() => document.querySelector('.table-status .status').dataset.matched !== undefined", timeout=15000
+    )
 
 
 def _map_box(page: Any) -> dict[str, float]:
@@ -138,12 +192,12 @@ def _map_box(page: Any) -> dict[str, float]:
     return {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"]}
 
 
-def _all_ids(url: str, layer: str, cql: str) -> list[int]:
+def _all_ids(url: str, layer: str, cql: str, key: str) -> list[int]:
     ids: list[int] = []
     next_url: str | None = f"{url}/collections/{layer}/items"
     params: dict[str, str] | None = {"filter": cql, "limit": "1000", "properties": ""}
     while next_url:
-        body = httpx.get(next_url, params=params, timeout=30).json()
+        body = httpx.get(next_url, params=params, headers=Keys.header(key), timeout=30).json()
         ids += [f["id"] for f in body["features"]]
         next_url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
         params = None

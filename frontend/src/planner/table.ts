@@ -24,8 +24,10 @@ export class AttributeTable {
   private csvUrl: string | null = null;
   private schema: Queryables | null = null;
   private next: string | undefined;
-  /** Bumped by `reset`: an answer asked for before it is dropped, not shown to the next principal. */
-  private epoch = 0;
+  // The latest layer choice and the latest load win: an answer to an older one (a layer switched away from,
+  // a load overtaken by another, anything asked before a sign-out) is dropped, never appended.
+  private selecting = 0;
+  private loading = 0;
 
   constructor(private readonly twin: TwinMap) {
     this.layerSelect.addEventListener('change', () => void this.selectLayer(this.layerSelect.value));
@@ -64,7 +66,8 @@ export class AttributeTable {
 
   /** Emptied for a new credential: the rows, columns and filters were the previous principal's. */
   reset(): void {
-    this.epoch += 1;
+    this.selecting += 1;
+    this.loading += 1;
     this.schema = null;
     this.next = undefined;
     this.csvUrl = null;
@@ -89,9 +92,9 @@ export class AttributeTable {
   }
 
   private async selectLayer(layer: string): Promise<void> {
-    const epoch = this.epoch;
+    const asked = ++this.selecting;
     const schema = await queryables(layer);
-    if (epoch !== this.epoch) return;
+    if (asked !== this.selecting) return;
     this.schema = schema;
     this.conditions.replaceChildren();
     this.head.replaceChildren(h('tr', {}, h('th', {}, 'id'),
@@ -147,14 +150,14 @@ export class AttributeTable {
     const bbox = this.inView.checked ? [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()] as [number, number, number, number] : undefined;
     this.status.textContent = t('loading');
     this.body.replaceChildren();
-    const epoch = this.epoch;
+    const asked = ++this.loading;
     try {
       const page = await items(layer, { filter, bbox, limit: PAGE });
-      if (epoch !== this.epoch) return;
+      if (asked !== this.loading) return;
       this.csvUrl = itemsUrl(layer, { filter, bbox, limit: 10000 }, 'csv');
       this.show(page, true);
     } catch (error) {
-      if (epoch === this.epoch) this.status.textContent = `${t('error')}: ${(error as Error).message}`;
+      if (asked === this.loading) this.status.textContent = `${t('error')}: ${(error as Error).message}`;
     }
   }
 
@@ -169,10 +172,10 @@ export class AttributeTable {
   }
 
   private async more(): Promise<void> {
-    const epoch = this.epoch;
+    const asked = this.loading;
     if (!this.next) return;
     const page = await nextPage(this.next);
-    if (epoch === this.epoch) this.show(page, false);
+    if (asked === this.loading) this.show(page, false);
   }
 
   private show(page: FeaturePage, first: boolean): void {

@@ -12,7 +12,7 @@ export default defineConfig({
     rollupOptions: { input: { index: resolve(import.meta.dirname, 'index.html'), wall: resolve(import.meta.dirname, 'wall.html') } },
   },
   server: {
-    proxy: Object.fromEntries(['/collections', '/styles', '/tiles', '/tileMatrixSets', '/rasters', '/conformance']
+    proxy: Object.fromEntries(['/auth', '/collections', '/styles', '/tiles', '/tileMatrixSets', '/rasters', '/conformance']
       .map((p) => [p, { target: process.env.TWIN_URL ?? 'http://127.0.0.1:8000', changeOrigin: true }])),
   },
 });

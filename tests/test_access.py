@@ -523,3 +523,37 @@ def test_layer_access_changes_are_admin_only(world: World) -> None:
     )
     assert published.status_code == 200
     assert len(client.get("/collections/cameras/items").json()["features"]) == 8
+
+
+def test_cli_exports_as_a_key_hold_what_its_holder_may_read(world: World, store_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TWIN_DATABASE_URL"} | {"TWIN_DATA_DIR": str(tmp_path)}
+    if store_url.startswith("postgresql"):
+        env["TWIN_DATABASE_URL"] = store_url
+
+    def twin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "twin", *args], env=env, capture_output=True, text=True, timeout=300
+        )
+
+    officer, gis = tmp_path / "officer.geojson", tmp_path / "gis.geojson"
+    assert twin("export", "incidents", str(officer), "--as", "officer-a").returncode == 0
+    assert twin("export", "incidents", str(gis), "--as", "gis").returncode == 0
+    mine = pyogrio.read_dataframe(officer)
+    assert set(mine["ward"]) == {"A"} and "reporter_phone" in mine.columns
+    theirs = pyogrio.read_dataframe(gis)
+    assert set(theirs["ward"]) == {"A", "B", "out"} and "reporter_phone" not in theirs.columns
+    archive = tmp_path / "officer.pmtiles"
+    done = twin("tiles", "export", str(archive), "--layers", "incidents,cameras", "--minzoom", "12", "--maxzoom", "13",
+                "--as", "officer-a")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    tiled = pyogrio.read_dataframe(archive, layer="incidents")
+    assert len(tiled) and set(tiled["ward"]) == {"A"} and "reporter_phone" in tiled.columns
+    assert len(pyogrio.read_dataframe(archive, layer="cameras")) == len(SITES["A"])
+    refused = twin("export", "incidents", str(tmp_path / "x.geojson"), "--as", "revoked")
+    assert refused.returncode == 1 and "revoked" in refused.stderr
+    public = twin("tiles", "export", str(tmp_path / "p.pmtiles"), "--layers", "incidents", "--as", "nobody")
+    assert public.returncode == 1 and "no key is named 'nobody'" in public.stderr

@@ -125,7 +125,6 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
         )
     if settings.rate_limit_per_minute:
         app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
-    app.add_middleware(SecurityHeaders)
     install_problem_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     tiles_api = TilesAPI(get_reader, app.state.tiles, elevation=_elevation)
@@ -150,6 +149,7 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     _add_health(app)
     _add_api_document(app)
     mount_client(app)
+    app.add_middleware(SecurityHeaders)  # outside the client's own middleware, so "/" carries the policy too
     return app
 
 

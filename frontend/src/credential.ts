@@ -75,7 +75,9 @@ export function transformRequest(url: string): { url: string; headers?: Record<s
 /**
  * A key given in the page's fragment (`/wall#key=…`, how a wall is configured without typing): kept in
  * localStorage and taken out of the address bar at once, so it is not left in the history, a screenshot of
- * the URL or a bookmark. Returns whether one was there.
+ * the URL or a bookmark. A fragment is never sent to the server, so the key is in no access log either.
+ * The value is form-decoded: a key with `+`, `&` or `%` in it is given percent-encoded (`twin keys add`
+ * keys never have them). Returns whether one was there.
  */
 export function adoptKeyFromFragment(name = 'key'): boolean {
   const params = new URLSearchParams(window.location.hash.replace(/^#/, ''));

@@ -28,12 +28,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-from twin.gate import CONTENT_SECURITY_POLICY
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -150,32 +147,16 @@ _WATCH_CSP = """document.addEventListener('securitypolicyviolation', (e) => {
 });"""
 
 
-#: The client's HTML pages.
-_PAGES = ("/", "/wall")
-
-
 def watch(page: Any) -> Any:
     """The page with ``errors`` (uncaught exceptions) and ``console`` (every console message) recorded, and its
-    HTML pages under the server's Content-Security-Policy; ``policy_added`` lists those that came without it."""
+    Content-Security-Policy violations collected (``csp_violations``): the server's own policy applies."""
     errors: list[str] = []
     console: list[str] = []
-    policy_added: list[str] = []
-
-    def with_policy(route: Any) -> None:
-        response = route.fetch()
-        headers = dict(response.headers)
-        if "content-security-policy" not in headers and headers.get("content-type", "").startswith("text/html"):
-            headers["content-security-policy"] = CONTENT_SECURITY_POLICY
-            policy_added.append(urlsplit(route.request.url).path)
-        route.fulfill(response=response, headers=headers)
-
-    page.route(lambda url: urlsplit(url).path in _PAGES, with_policy)
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     page.add_init_script(_WATCH_CSP)
     page.errors = errors
     page.console = console
-    page.policy_added = policy_added
     return page
 
 

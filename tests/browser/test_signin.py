@@ -167,7 +167,7 @@ def test_a_bad_key_shows_the_error_and_stays_signed_out(page: Any, live_server: 
 
 def test_no_content_security_policy_violation(page: Any, live_server: str, keys: Keys) -> None:
     response = page.goto(f"{live_server}/#map=15/13.7700/109.2230/0/0&layers=wards,roads,cameras,incidents")
-    assert response.headers.get("content-security-policy") == CONTENT_SECURITY_POLICY  # the server's, or given it
+    assert response.headers.get("content-security-policy") == CONTENT_SECURITY_POLICY
     assert "unsafe-eval" not in CONTENT_SECURITY_POLICY and "connect-src 'self'" in CONTENT_SECURITY_POLICY
     _wait_principal(page, "public")
     wait_idle(page)
@@ -191,15 +191,12 @@ def test_no_content_security_policy_violation(page: Any, live_server: str, keys:
     assert any("connect-src" in v for v in csp_violations(page))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="twin/web.py's PlannerAtRoot is added (mount_client) after SecurityHeaders, so it is the outer "
-    "middleware and answers / without the policy; /wall has it. Remove this mark once the server sends it.",
-)
-def test_the_planner_page_carries_the_servers_policy(live_server: str) -> None:
-    page = httpx.get(f"{live_server}/", headers={"Accept": "text/html"})
-    assert page.headers["content-type"].startswith("text/html")
-    assert page.headers.get("content-security-policy") == CONTENT_SECURITY_POLICY
+def test_the_client_pages_carry_the_servers_policy(live_server: str) -> None:
+    for path in ("/", "/wall"):
+        page = httpx.get(f"{live_server}{path}", headers={"Accept": "text/html"})
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers.get("content-security-policy") == CONTENT_SECURITY_POLICY, path
+        assert page.headers["x-content-type-options"] == "nosniff"
 
 
 def _sign_in(page: Any, key: str) -> None:

@@ -1,6 +1,8 @@
 // The planner view (`/`): sign-in, layer tree, 3D map, popups, attribute table with CQL2 filters, drawing, search.
 import '../styles.css';
 import { NavigationControl, ScaleControl } from 'maplibre-gl';
+import { HttpError } from '../api';
+import { currentCredential } from '../credential';
 import { h } from '../dom';
 import { lang, setLang, t } from '../i18n';
 import { readiness } from '../readiness';
@@ -110,7 +112,11 @@ async function main(): Promise<void> {
         tree.render();
         state.layers = twin.infos.map((i) => i.collection.id);
       }
-    } catch { /* the server is away; try at the next tick */ }
+    } catch (error) {
+      // A 401 with a credential: it was revoked or has expired since the sign-in. Anything else: the
+      // server is away; try at the next tick.
+      if (error instanceof HttpError && error.status === 401 && currentCredential()) await signin.refused(error.detail);
+    }
   }, CATALOG_REFRESH_MS);
 }
 

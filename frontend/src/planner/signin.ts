@@ -76,6 +76,13 @@ export class SignIn {
     }
   }
 
+  /** The credential was refused while in use (revoked, expired): forgotten, signed out, saying why. */
+  async refused(detail: string): Promise<void> {
+    forgetCredential();
+    await this.changed(await whoAmI());
+    this.showError(detail);
+  }
+
   async signOut(): Promise<void> {
     forgetCredential();
     this.message.hidden = true;

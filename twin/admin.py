@@ -263,7 +263,12 @@ def audit_router() -> APIRouter:
     """The audit trail, for admins: filters, keyset paging, JSON or CSV."""
     router = APIRouter(prefix="/admin/audit", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
 
-    @router.get("", summary="The audit trail: who changed what, when, from where; refused sign-ins and writes")
+    @router.get(
+        "",
+        summary="The audit trail: who changed what, when, from where; refused sign-ins and writes",
+        response_class=JSONResponse,
+        responses={200: {"content": {"application/json": {}, "text/csv": {}}}},
+    )
     def audit(
         request: Request,
         scope: AdminDep,

@@ -727,11 +727,8 @@ class LayerStore:
         hidden = scope.hidden_fields(tables.definition)
         if hidden:
             for number, values in enumerate(properties, start=1):
-                unknown = sorted(
-                    name
-                    for name in values or {}
-                    if tables.definition.field(name) is not None and tables.definition.field(name).name in hidden
-                )  # type: ignore[union-attr]
+                fields = {name: tables.definition.field(name) for name in values or {}}
+                unknown = sorted(name for name, found in fields.items() if found is not None and found.name in hidden)
                 if unknown:
                     raise InvalidInputError(
                         f"feature {number}: unknown propert{'y' if len(unknown) == 1 else 'ies'} "

@@ -557,3 +557,21 @@ def test_cli_exports_as_a_key_hold_what_its_holder_may_read(world: World, store_
     assert refused.returncode == 1 and "revoked" in refused.stderr
     public = twin("tiles", "export", str(tmp_path / "p.pmtiles"), "--layers", "incidents", "--as", "nobody")
     assert public.returncode == 1 and "no key is named 'nobody'" in public.stderr
+
+
+def test_a_scoped_first_page_count_follows_every_write(world: World) -> None:
+    """The capped count of a masked first page is kept per data version (``MatchCounts``): never stale."""
+    client = world.client
+    officer = world.principals["officer_a"].headers
+    counts = []
+    for round_ in range(3):
+        for _ in range(2):  # the second is answered with the kept count
+            page = client.get("/collections/incidents/items", params={"limit": 2}, headers=officer).json()
+            counts.append(page["numberMatched"])
+        feature = _feature(109.205 + round_ / 1000, 13.758, title=f"n{round_}", ward="A")
+        assert client.post("/collections/incidents/items", json=feature, headers=officer).status_code == 201
+    assert counts == [3, 3, 4, 4, 5, 5]
+    filtered = client.get(
+        "/collections/incidents/items", params={"limit": 2, "filter": "title LIKE 'n%'"}, headers=officer
+    )
+    assert filtered.json()["numberMatched"] == 3  # another filter: its own count

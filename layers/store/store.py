@@ -40,7 +40,7 @@ from layers.store import changes, principals
 from layers.store.backend import WRITE_OPTION, SpatialBackend
 from layers.store.changes import DataVersions
 from layers.store.extents import ExtentCache, LayerExtent, data_version, measure_extent
-from layers.store.paging import read_page
+from layers.store.paging import MatchCounts, read_page
 from layers.store.statements import (
     count_select,
     feature_select,
@@ -104,6 +104,7 @@ class LayerStore:
         # SQLite has one writer at a time, so its writers take turns; PostgreSQL's write side by side.
         self.writer_queue = WriterQueue(engine, write_limits or WriteLimits()) if backend.name == "spatialite" else None
         self.extents = ExtentCache()
+        self.match_counts = MatchCounts()
 
     @classmethod
     def open(
@@ -288,7 +289,17 @@ class LayerStore:
             query = make_query(tables.definition)
             if mask is not None:
                 query = replace(query, mask=mask)
-            return read_page(conn, self.backend, tables, query, geojson=geojson, count_cap=count_cap)
+            cached = (
+                None if count_cap is None or query.after_id is not None else MatchCounts.key(layer_id, query, count_cap)
+            )
+            if cached is None:
+                return read_page(conn, self.backend, tables, query, geojson=geojson, count_cap=count_cap)
+            version = data_version(conn, layer_id)  # read first: a write committed meanwhile moves it past the count
+            known = self.match_counts.get(cached, version)
+            page = read_page(conn, self.backend, tables, query, geojson=geojson, count_cap=count_cap, known_count=known)
+            if known is None:
+                self.match_counts.put(cached, version, page.matched)
+            return page
 
     def iter_batches(
         self,

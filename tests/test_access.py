@@ -381,6 +381,7 @@ def test_bad_credentials_are_refused_on_every_path_and_audited(world: World) -> 
     details = " ".join(e.detail or "" for e in refused)
     assert "expired" in details and "revoked" in details and "not valid" in details
     assert all("twin_not-a-key" not in (e.principal + (e.detail or "")) for e in refused)  # never the key
+    assert all(e.client and e.request_id for e in refused)
 
 
 def _feature(x: float, y: float, **props: Any) -> dict[str, Any]:

@@ -79,20 +79,22 @@ class Authenticator:
             raise UnauthorizedError(f"the credential is longer than {MAX_CREDENTIAL_CHARS:,} characters")
         ttl = self.settings.auth_cache_s
         bucket = int(time.monotonic() // ttl) if ttl > 0 else time.monotonic_ns()
-        resolved = self._lookup(store, credential, bucket)
+        resolved = self._lookup(store, credential, client, bucket)
         if resolved.refusal is not None:  # noted in the audit trail once per bucket, not on every retry
             raise UnauthorizedError(resolved.refusal)
         assert resolved.scope is not None
         return resolved.scope.at(request_id, client)
 
-    def _resolve(self, store: LayerStore, credential: str, _bucket: int) -> _Resolved:
+    def _resolve(self, store: LayerStore, credential: str, client: str | None, _bucket: int) -> _Resolved:
+        """What a credential is (``client`` is part of the cache key so that a refusal from each address
+        is noted with that address)."""
         try:
             if _looks_like_jwt(credential):
                 return _Resolved(self._token_scope(store, credential))
             return _Resolved(self._key_scope(store, credential))
         except UnauthorizedError as exc:
             refused = Scope(_who(credential), frozenset({Role.PUBLIC.value}))
-            store.record_refusal(refused.at(request_id_var.get() or None, None), "signin", exc.detail)
+            store.record_refusal(refused.at(request_id_var.get() or None, client), "signin", exc.detail)
             return _Resolved(None, exc.detail)
 
     def _key_scope(self, store: LayerStore, secret: str) -> Scope:

@@ -45,7 +45,9 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-layers_app = typer.Typer(help="List, describe, create, alter and drop layers.", no_args_is_help=True)
+layers_app = typer.Typer(
+    help="List, describe, create, alter and drop layers, and say who may use them.", no_args_is_help=True
+)
 app.add_typer(layers_app, name="layers")
 tiles_app = typer.Typer(help="Vector tiles: export layers to an offline PMTiles archive.", no_args_is_help=True)
 app.add_typer(tiles_app, name="tiles")

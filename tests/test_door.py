@@ -38,3 +38,16 @@ def test_cors_answers_the_named_origins_only(sqlite_store: LayerStore, tmp_path:
         assert "access-control-allow-origin" not in other.headers
         read = client.get("/collections", headers={"Origin": "https://ioc.binhdinh.gov.vn"})
         assert read.headers["access-control-allow-origin"] == "https://ioc.binhdinh.gov.vn"
+
+
+def test_the_pages_policy_lets_the_planner_reach_the_oidc_token_endpoint_only(
+    sqlite_store: LayerStore, tmp_path: Path
+) -> None:
+    plain = TwinSettings(data_dir=tmp_path)
+    with TestClient(create_app(plain, sqlite_store)) as client:
+        policy = client.get("/collections?f=html").headers["content-security-policy"]
+    assert "connect-src 'self';" in policy and "frame-ancestors 'none'" in policy
+    oidc = TwinSettings(data_dir=tmp_path, oidc_token_url="https://id.binhdinh.gov.vn/realms/ioc/token")
+    with TestClient(create_app(oidc, sqlite_store)) as client:
+        policy = client.get("/collections?f=html").headers["content-security-policy"]
+    assert "connect-src 'self' https://id.binhdinh.gov.vn;" in policy

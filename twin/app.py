@@ -41,7 +41,7 @@ from twin.admin import (
     store_of,
 )
 from twin.auth import Authenticator, get_reader, reader_for, require_signed_in, resolve_scope
-from twin.gate import AccessGate, RateLimit, SecurityHeaders
+from twin.gate import AccessGate, RateLimit, SecurityHeaders, content_security_policy, origin_of
 from twin.jobs import ImportJobs, JobBoard
 from twin.openapi30 import downgrade
 from twin.problems import PROBLEM_SCHEMA, UNAVAILABLE_SCHEMA, install_problem_handlers
@@ -149,7 +149,9 @@ def create_app(settings: TwinSettings, store: LayerStore | None = None) -> FastA
     _add_health(app)
     _add_api_document(app)
     mount_client(app)
-    app.add_middleware(SecurityHeaders)  # outside the client's own middleware, so "/" carries the policy too
+    # Outside the client's own middleware, so "/" carries the policy too; the planner may reach the OIDC token endpoint.
+    token_origins = [origin_of(settings.oidc_token_url)] if settings.oidc_token_url else []
+    app.add_middleware(SecurityHeaders, policy=content_security_policy(token_origins))
     return app
 
 

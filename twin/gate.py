@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
@@ -138,11 +139,25 @@ class RateLimit:
         await self.app(scope, receive, send)
 
 
+def content_security_policy(connect_to: list[str]) -> str:
+    """The pages' policy; ``connect_to`` adds origins the planner must reach (the OIDC token endpoint's)."""
+    if not connect_to:
+        return CONTENT_SECURITY_POLICY
+    origins = " ".join(dict.fromkeys(connect_to))
+    return CONTENT_SECURITY_POLICY.replace("connect-src 'self'", f"connect-src 'self' {origins}")
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class SecurityHeaders:
     """``nosniff`` on every answer; the CSP and frame-ancestors on HTML pages."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, policy: str = CONTENT_SECURITY_POLICY) -> None:
         self.app = app
+        self.policy = policy.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,7 +171,7 @@ class SecurityHeaders:
                 headers.append((b"x-content-type-options", b"nosniff"))
                 content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 if content_type.startswith(b"text/html") and b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                    headers.append((b"content-security-policy", self.policy))
                     headers.append((b"x-frame-options", b"DENY"))
                     headers.append((b"referrer-policy", b"same-origin"))
                 message["headers"] = headers

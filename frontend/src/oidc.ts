@@ -3,7 +3,7 @@
 // the browser is at the provider; the access token it brings back is kept there too (credential.ts).
 //
 // The code is exchanged at the provider's token endpoint, another origin: the page's Content-Security-Policy
-// (`connect-src 'self'`) must list that origin for the exchange to be allowed.
+// (`connect-src`) lists that origin when TWIN_OIDC_TOKEN_URL is set (twin/gate.py, content_security_policy).
 import type { OidcConfig } from './api';
 import { saveToken } from './credential';
 

@@ -3,8 +3,10 @@
 Every feature carries an ``ETag`` (its id and version); a write with
 ``If-Match`` is refused with 412 when the feature changed since it was read.
 Writes go through the store, so they are validated against the layer's fields
-and geometry type and kept in history. Who may write is decided by the
-``writer`` dependency the application passes in.
+and geometry type and kept in history. The ``writer`` dependency the application
+passes in refuses anonymous requests; what a principal may change (the layer's
+``write`` grant, its areas, the fields it sees) is decided by the store, through
+the scoped reader the routes receive.
 """
 
 # No "from __future__ import annotations": the handlers' annotations name per-instance dependencies.

@@ -149,6 +149,11 @@ def test_job_urls_need_the_key_and_unknown_jobs_are_404(client: TestClient) -> N
     assert client.send(anonymous).status_code == 401
     assert client.get(accepted.headers["location"], headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.get("/admin/jobs/0123456789abcdef", headers=HEADERS).status_code == 404
+    # another signed-in principal is told no more of the job than of one that does not exist
+    other = {"X-API-Key": client.app.state.store.add_key("other-department", ["province"])[1]}
+    theirs = client.get(accepted.headers["location"], headers=other)
+    assert theirs.status_code == 404 and accepted.json()["jobID"] in theirs.json()["detail"]
+    assert client.get(accepted.headers["location"], headers=HEADERS).json()["principal"] == "api-key-1"
     assert client.get("/admin/jobs/..%2Fsecret", headers=HEADERS).status_code == 404
     until_finished(client.get, accepted.headers["location"])
 

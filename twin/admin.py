@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from layers.access import Role, Scope
-from layers.errors import InvalidInputError
+from layers.errors import InvalidInputError, NotFoundError
 from layers.io.importer import ImportReport, import_file
 from layers.io.sources import ReadOptions
 from layers.model import IDENTIFIER, LayerDefinition, LayerPatch
@@ -148,7 +148,8 @@ def admin_router() -> APIRouter:
                 progress=progress.advance,
             )
 
-        return _answer(request, jobs.start(job_id, upload, layer_id, work), prefer, settings.import_wait_s)
+        job = jobs.start(job_id, upload, layer_id, work, store.scope.principal)
+        return _answer(request, job, prefer, settings.import_wait_s)
 
     @router.delete("/{layer_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=writer, summary="Drop a layer")
     def drop_layer(layer_id: str, store: StoreDep) -> Response:
@@ -167,9 +168,11 @@ def jobs_router() -> APIRouter:
     """Status documents of import jobs, served by every worker (see ``twin.jobs``)."""
     router = APIRouter(prefix="/admin/jobs", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
 
-    @router.get("/{job_id}", dependencies=[Depends(require_signed_in)], summary="The status of an import job")
-    def import_job(request: Request, job_id: str) -> JSONResponse:
+    @router.get("/{job_id}", summary="The status of an import job (for whoever started it, and admins)")
+    def import_job(request: Request, job_id: str, scope: Annotated[Scope, Depends(require_signed_in)]) -> JSONResponse:
         document = jobs_of(request).board.read(job_id)
+        if not scope.is_admin and document.get("principal") != scope.principal:
+            raise NotFoundError(f"there is no job '{job_id}'")  # another's job: as if there were none
         return JSONResponse(_status_view(document, str(request.url_for("import_job", job_id=job_id))))
 
     return router

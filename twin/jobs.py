@@ -190,7 +190,15 @@ class JobProgress:
 class Job:
     """One import, run in a thread of this process."""
 
-    def __init__(self, board: JobBoard, upload: Upload, job_id: str, layer_id: str, stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        board: JobBoard,
+        upload: Upload,
+        job_id: str,
+        layer_id: str,
+        stopping: threading.Event,
+        principal: str | None = None,
+    ) -> None:
         self.board = board
         self.upload = upload
         self.id = job_id
@@ -208,6 +216,7 @@ class Job:
             "layer": layer_id,
             "file": upload.path.name,
             "progress": 0,
+            "principal": principal,  # who started it: they (and admins) may read its status
         }
         self._lock = threading.Lock()
 
@@ -298,8 +307,15 @@ class ImportJobs:
         with self._lock:
             self._jobs.pop(job_id, None)
 
-    def start(self, job_id: str, upload: Upload, layer_id: str, work: Callable[[JobProgress], Any]) -> Job:
-        job = Job(self.board, upload, job_id, layer_id, self.stopping)
+    def start(
+        self,
+        job_id: str,
+        upload: Upload,
+        layer_id: str,
+        work: Callable[[JobProgress], Any],
+        principal: str | None = None,
+    ) -> Job:
+        job = Job(self.board, upload, job_id, layer_id, self.stopping, principal)
         job.update()
         with self._lock:
             self._jobs[job_id] = job

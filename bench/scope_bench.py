@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.items_bench import free_port, uvicorn  # noqa: E402
 from bench.store_bench import DEFINITION, PG_TUNING, make_points  # noqa: E402
+from bench.tiles_bench import run_wrk  # noqa: E402
 from layers.features import FeatureInput  # noqa: E402
 from layers.io.importer import import_file  # noqa: E402
 from layers.model import LayerDefinition  # noqa: E402
@@ -42,19 +42,6 @@ from tests.pgserver import postgres_server  # noqa: E402
 WARDS_FILE = ROOT.parent / "shared" / "data" / "gia-lai-binh-dinh-wards-2025.geojson"
 WARD = "Quy Nhơn"
 ADMIN_KEY = "bench-admin"
-LUA = """
-paths = {%s}
-i = 0
-wrk.headers["X-API-Key"] = "%s"
-request = function()
-  i = (i %% #paths) + 1
-  return wrk.format("GET", paths[i])
-end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %%f %%f %%f %%d\\n", summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, summary.errors.status))
-end
-"""
 WARDS = LayerDefinition.model_validate(
     {
         "id": "wards",
@@ -73,18 +60,6 @@ def ward_polygon() -> shapely.Geometry:
             if feature["properties"]["name"] == WARD:
                 return shape(feature["geometry"])
     return Point(109.233, 13.78).buffer(0.025, quad_segs=12)
-
-
-def run_wrk(base: str, paths: list[str], key: str, seconds: int, tmp: Path) -> tuple[float, float, float]:
-    script = tmp / f"rotate-{abs(hash((base, tuple(paths), key)))}.lua"
-    script.write_text(LUA % (", ".join(json.dumps(p) for p in paths), key))
-    out = subprocess.run(
-        ["wrk", "-t2", "-c8", f"-d{seconds}s", "-s", str(script), base], capture_output=True, text=True, check=True
-    ).stdout
-    line = next(line for line in out.splitlines() if line.startswith("RESULT"))
-    rps, p50, p95, errors = line.split()[1:]
-    assert int(errors) == 0, f"{base}: {errors} non-2xx answers"
-    return float(rps), float(p50), float(p95)
 
 
 def main() -> None:
@@ -141,7 +116,8 @@ def main() -> None:
             assert page["features"] and all(ward.intersects(shape(f["geometry"])) for f in page["features"])
             for case, (cache, paths) in cases.items():
                 for who, key in keys.items():
-                    results[(case, who)] = run_wrk(bases[cache], paths, key, args.seconds, folder)
+                    headers = {"X-API-Key": key}
+                    results[(case, who)] = run_wrk(bases[cache], paths, 8, args.seconds, folder, headers)
         finally:
             for process in processes:
                 process.terminate()

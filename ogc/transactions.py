@@ -123,9 +123,7 @@ def _parse_id(feature_id: str) -> int:
 class FeatureTransactionsAPI:
     """Write routes for the items of every collection."""
 
-    def __init__(
-        self, get_store: Callable[..., Reader | Awaitable[Reader]], writer: Callable[..., Any]
-    ) -> None:
+    def __init__(self, get_store: Callable[..., Reader | Awaitable[Reader]], writer: Callable[..., Any]) -> None:
         self.get_store = get_store
         self.router = APIRouter(tags=["OGC API – Features (transactions)"], dependencies=[Depends(writer)])
         self._register()

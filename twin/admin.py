@@ -7,15 +7,13 @@ new definition on its next request, with no restart. Imports run as jobs
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 import shutil
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, Response, UploadFile, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from layers.access import Role, Scope
@@ -24,8 +22,8 @@ from layers.io.importer import ImportReport, import_file
 from layers.io.sources import ReadOptions
 from layers.model import IDENTIFIER, LayerDefinition, LayerPatch
 from layers.store import LayerStore, LoadMode, ScopedReader
-from layers.store.principals import AUDIT_COLUMNS, AuditQuery
-from twin.auth import get_reader, get_scope, require_admin, require_signed_in
+from layers.store.principals import AuditQuery, write_audit_csv
+from twin.auth import get_reader, require_admin, require_signed_in
 from twin.jobs import ImportJobs, Job, JobProgress
 from twin.problems import PROBLEM_SCHEMA, UNAVAILABLE_SCHEMA
 from twin.settings import TwinSettings
@@ -230,7 +228,12 @@ class NewKey(BaseModel):
     expires_at: AwareDatetime | None = Field(default=None, description="When it stops working (with a time zone).")
 
 
-AdminDep = Annotated[Scope, Depends(require_admin)]
+async def _admin_reader(request: Request, scope: Annotated[Scope, Depends(require_admin)]) -> ScopedReader:
+    return ScopedReader(store_of(request), scope)
+
+
+#: The store as an admin request's principal sees it (anyone else: 401/403 before the route runs).
+AdminReader = Annotated[ScopedReader, Depends(_admin_reader)]
 
 
 def keys_router() -> APIRouter:
@@ -238,8 +241,8 @@ def keys_router() -> APIRouter:
     router = APIRouter(prefix="/admin/keys", tags=["admin"], responses=ERRORS)  # type: ignore[arg-type]
 
     @router.get("", summary="List the API keys (never the keys themselves)")
-    def list_keys(request: Request, scope: AdminDep) -> list[dict[str, Any]]:
-        return [key.as_json() for key in store_of(request).list_keys(scope)]
+    def list_keys(store: AdminReader) -> list[dict[str, Any]]:
+        return [key.as_json() for key in store.list_keys()]
 
     @router.post(
         "",
@@ -247,13 +250,13 @@ def keys_router() -> APIRouter:
         summary="Make an API key",
         description="The answer holds the key in `key`, shown this once: the store keeps only its hash.",
     )
-    def add_key(request: Request, new: NewKey, scope: AdminDep) -> dict[str, Any]:
-        key, secret = store_of(request).add_key(new.name, new.roles, new.areas, new.expires_at, scope)
+    def add_key(new: NewKey, store: AdminReader) -> dict[str, Any]:
+        key, secret = store.add_key(new.name, new.roles, new.areas, new.expires_at)
         return {**key.as_json(), "key": secret}
 
     @router.delete("/{name}", summary="Revoke an API key (it stays listed, revoked)")
-    def revoke_key(request: Request, name: str, scope: AdminDep) -> dict[str, Any]:
-        return store_of(request).revoke_key(name, scope).as_json()
+    def revoke_key(name: str, store: AdminReader) -> dict[str, Any]:
+        return store.revoke_key(name).as_json()
 
     return router
 
@@ -274,7 +277,7 @@ def audit_router() -> APIRouter:
     )
     def audit(
         request: Request,
-        scope: AdminDep,
+        store: AdminReader,
         principal: Annotated[str | None, Query(max_length=200)] = None,
         action: Annotated[str | None, Query(max_length=40, examples=["feature.update"])] = None,
         outcome: Annotated[str | None, Query(pattern="^(ok|refused)$")] = None,
@@ -287,9 +290,11 @@ def audit_router() -> APIRouter:
         f: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
     ) -> Response:
         query = AuditQuery(principal, action, outcome, layer, feature, since, until, after, limit)
-        entries = store_of(request).audit(query, scope)
+        entries = store.audit(query)
         if f == "csv":
-            return StreamingResponse(_audit_csv([e.as_json() for e in entries]), media_type="text/csv; charset=utf-8")
+            table = io.StringIO()
+            write_audit_csv(entries, table)
+            return Response(table.getvalue(), media_type="text/csv; charset=utf-8")
         document: dict[str, Any] = {"entries": [e.as_json() for e in entries]}
         if len(entries) == limit and entries[-1].id is not None:
             following = {**request.query_params, "after": str(entries[-1].id)}
@@ -299,22 +304,14 @@ def audit_router() -> APIRouter:
     return router
 
 
-def _audit_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(AUDIT_COLUMNS))
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    yield out.getvalue()
-
-
 def auth_router() -> APIRouter:
     """What the client needs to sign in and to show who is signed in."""
     router = APIRouter(prefix="/auth", tags=["access"], responses=ERRORS)  # type: ignore[arg-type]
 
     @router.get("/me", summary="Who this request is: the principal, its roles and areas, the layers it may read")
-    def me(request: Request, scope: Annotated[Scope, Depends(get_scope)]) -> dict[str, Any]:
-        layers = store_of(request).list_layers(scope)
+    def me(store: StoreDep) -> dict[str, Any]:
+        scope = store.scope
+        layers = store.list_layers()
         return {
             "principal": scope.principal,
             "roles": sorted(scope.roles),

@@ -516,7 +516,7 @@ def audit_command(
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the entries to this CSV file.")] = None,
 ) -> None:
     """Show the audit trail: every write, import, layer and key change, and refused sign-ins."""
-    from layers.store.principals import AUDIT_COLUMNS, AuditQuery
+    from layers.store.principals import AuditQuery, write_audit_csv
 
     query = AuditQuery(
         principal=principal,
@@ -529,12 +529,8 @@ def audit_command(
     with _open_store() as store:
         entries = store.audit(query, _cli_scope())
     if csv_file is not None:
-        import csv
-
         with csv_file.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=list(AUDIT_COLUMNS))
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in e.as_json().items()} for e in entries)
+            write_audit_csv(entries, out)
         typer.echo(f"{len(entries):,} entries written to {csv_file}")
         return
     table = Table("at", "principal", "action", "outcome", "layer", "feature", "versions", "client", "detail")

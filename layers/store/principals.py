@@ -9,6 +9,7 @@ These functions run inside the caller's transaction.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
@@ -16,7 +17,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -250,6 +251,13 @@ def read_audit(conn: Connection, query: AuditQuery) -> list[AuditEntry]:
     if query.limit is not None:
         stmt = stmt.limit(query.limit)
     return [AuditEntry(**{k: getattr(row, k) for k in AUDIT_COLUMNS}) for row in conn.execute(stmt)]
+
+
+def write_audit_csv(entries: Sequence[AuditEntry], out: TextIO) -> None:
+    """The entries as CSV, one column per field of the trail (empty for none)."""
+    writer = csv.DictWriter(out, fieldnames=list(AUDIT_COLUMNS))
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in e.as_json().items()} for e in entries)
 
 
 def detail(**values: Any) -> str:

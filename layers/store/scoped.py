@@ -17,6 +17,7 @@ from layers.features import Condition, Feature, FeatureInput, FeaturePage, Featu
 from layers.model import LayerDefinition, LayerPatch
 from layers.store.changes import Box, DataVersions
 from layers.store.extents import LayerExtent
+from layers.store.principals import ApiKey, AuditEntry, AuditQuery
 from layers.store.store import LayerStore, LoadMode, LoadResult
 from layers.validation import RowBatch
 from layers.vectortiles import TileSpec, VectorTile
@@ -123,6 +124,22 @@ class ScopedReader:
         max_metres: float | None = None,
     ) -> list[Feature]:
         return self.store.nearest(layer_id, lon, lat, k, where, max_metres, self.scope)
+
+    # --- keys and the audit trail (admin only: the store refuses anyone else) ---
+
+    def add_key(
+        self, name: str, roles: Sequence[str], areas: Sequence[str] = (), expires_at: datetime | None = None
+    ) -> tuple[ApiKey, str]:
+        return self.store.add_key(name, roles, areas, expires_at, self.scope)
+
+    def list_keys(self) -> list[ApiKey]:
+        return self.store.list_keys(self.scope)
+
+    def revoke_key(self, name: str) -> ApiKey:
+        return self.store.revoke_key(name, self.scope)
+
+    def audit(self, query: AuditQuery) -> list[AuditEntry]:
+        return self.store.audit(query, self.scope)
 
     # --- writes --------------------------------------------------------------
 
